@@ -1,0 +1,169 @@
+package config
+
+import (
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is a whole config.yml (SPEC §3) after defaults, file and overrides.
+type Config struct {
+	ChainID         string        `yaml:"chain-id"`
+	Node            string        `yaml:"node"`
+	GRPCAddr        string        `yaml:"grpc-addr"`
+	GRPCInsecure    bool          `yaml:"grpc-insecure"`
+	RequestTimeout  Duration      `yaml:"request-timeout"`
+	MaxResponseSize ByteSize      `yaml:"max-response-size"` // bound on one chain response body
+	PollInterval    Duration      `yaml:"poll-interval"`     // 0: from the chain's block time
+	AutoDownload    bool          `yaml:"auto-download"`
+	Download        Download      `yaml:"download"`
+	ReleasesDir     string        `yaml:"releases-dir"` // "": <home>/upgrades, resolved by the caller
+	KeepReleases    int           `yaml:"keep-releases"`
+	Link            string        `yaml:"link"` // LinkAuto, LinkNone or an absolute path
+	StopTimeout     Duration      `yaml:"stop-timeout"`
+	StopSignal      Signal        `yaml:"stop-signal"`
+	MinUptime       Duration      `yaml:"min-uptime"`
+	Restart         RestartPolicy `yaml:"restart"`
+	Upgrade         UpgradeMode   `yaml:"upgrade"`
+	Rolling         bool          `yaml:"rolling"`
+	Pin             string        `yaml:"pin"` // "" or X.Y.Z
+	BadReleaseRetry Duration      `yaml:"bad-release-retry"`
+	Services        []Service     `yaml:"services"`
+
+	// Path is the absolute path of the file read, "" when none was.
+	Path string `yaml:"-"`
+
+	// src remembers where each value came from, so that Validate can name the
+	// line or the flag. It is shared by copies of the Config and never changed
+	// after Parse returns.
+	src *sources
+}
+
+// Download says where releases come from and how they are checked.
+type Download struct {
+	// URL and Checksums may hold {version}, {os} and {arch}.
+	URL             string   `yaml:"url"`
+	Checksums       string   `yaml:"checksums"` // "": no checksum source
+	RequireChecksum bool     `yaml:"require-checksum"`
+	Timeout         Duration `yaml:"timeout"` // one whole download
+	ConnectTimeout  Duration `yaml:"connect-timeout"`
+	MaxSize         ByteSize `yaml:"max-size"`
+}
+
+// Service is one supervised process.
+type Service struct {
+	Name string `yaml:"name"`
+	// Command is "" for the current release's lavap, else the absolute path of
+	// another program (rewritten so after Load).
+	Command string            `yaml:"command"`
+	Args    []string          `yaml:"args"` // the arguments after the binary
+	Role    Role              `yaml:"role"` // "" only for command services
+	Env     map[string]string `yaml:"env"`  // added to the inherited environment
+	Dir     string            `yaml:"dir"`  // absolute after Load; "" left to the caller
+
+	// Effective values: the service's own key when given, else the global one
+	// (after overrides).
+	StopTimeout time.Duration  `yaml:"-"`
+	StopSignal  syscall.Signal `yaml:"-"`
+	MinUptime   time.Duration  `yaml:"-"`
+	Restart     RestartPolicy  `yaml:"-"`
+
+	KeyringPassword bool `yaml:"keyring-password"`
+	Line            int  `yaml:"-"` // line of the service in the file, for messages
+}
+
+// Values of Config.Link that are not paths.
+const (
+	LinkAuto = "auto"
+	LinkNone = "none"
+)
+
+// Default download locations of the official lavap releases.
+const (
+	DefaultDownloadURL  = "https://github.com/lavanet/lava/releases/download/v{version}/lavap-v{version}-{os}-{arch}"
+	DefaultChecksumsURL = "https://github.com/lavanet/lava/releases/download/v{version}/sha256sum.txt"
+)
+
+// Default is the one place where defaults are set. SampleConfig shows the same
+// values, and a test keeps the two in step.
+func Default() Config {
+	return Config{
+		Node:            "tcp://127.0.0.1:26657",
+		RequestTimeout:  Duration(10 * time.Second),
+		MaxResponseSize: 4 << 20,
+		Download: Download{
+			URL:             DefaultDownloadURL,
+			Checksums:       DefaultChecksumsURL,
+			RequireChecksum: true,
+			Timeout:         Duration(10 * time.Minute),
+			ConnectTimeout:  Duration(30 * time.Second),
+			MaxSize:         512 << 20,
+		},
+		KeepReleases:    3,
+		Link:            LinkAuto,
+		StopTimeout:     Duration(15 * time.Second),
+		StopSignal:      Signal(syscall.SIGINT),
+		MinUptime:       Duration(10 * time.Second),
+		Restart:         RestartAlways,
+		Upgrade:         UpgradeTarget,
+		Rolling:         true,
+		BadReleaseRetry: Duration(time.Hour),
+	}
+}
+
+// Service returns the service called name.
+func (c *Config) Service(name string) (Service, bool) {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// UsesFileSource reports whether the versions come from a file:// source rather
+// than from a node.
+func (c Config) UsesFileSource() bool { return strings.HasPrefix(c.Node, "file://") }
+
+// FileSource is the path of the file:// version source, "" when a node is used.
+func (c Config) FileSource() string {
+	if p, ok := strings.CutPrefix(c.Node, "file://"); ok {
+		return p
+	}
+	return ""
+}
+
+// Nodes splits Node into its comma-separated entries, in the order to try them.
+func (c Config) Nodes() []string {
+	var out []string
+	for _, n := range strings.Split(c.Node, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Effective returns s with what it leaves unset taken from c: a zero stop
+// timeout, stop signal, min uptime or restart policy from the globals, and the
+// role of a lavap service from its first argument. Load does this itself, telling
+// an explicit 0s from an absent key; Effective is for services built in code,
+// such as the one `pod` runs.
+func (c Config) Effective(s Service) Service {
+	if s.StopTimeout == 0 {
+		s.StopTimeout = c.StopTimeout.Std()
+	}
+	if s.StopSignal == 0 {
+		s.StopSignal = c.StopSignal.Std()
+	}
+	if s.MinUptime == 0 {
+		s.MinUptime = c.MinUptime.Std()
+	}
+	if s.Restart == "" {
+		s.Restart = c.Restart
+	}
+	if s.Command == "" && s.Role == "" {
+		s.Role = RoleFromArgs(s.Args)
+	}
+	return s
+}
