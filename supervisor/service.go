@@ -1,0 +1,444 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// RestartPolicy says when a service that ended by itself is started again.
+type RestartPolicy string
+
+const (
+	RestartAlways    RestartPolicy = "always"
+	RestartOnFailure RestartPolicy = "on-failure"
+	RestartNever     RestartPolicy = "never"
+)
+
+// Spec is what to run for one service and how to treat it.
+type Spec struct {
+	Name string
+	// Command is the program, or "" for the current lavap release: then Binary
+	// resolves it. It is part of the service's identity on reload.
+	Command string
+	// Binary returns the program and the release it belongs to; it is called
+	// once per start, so a swapped `current` applies at the next start only.
+	Binary      func() (path, release string, err error)
+	Args        []string
+	Env         []string // added to the inherited environment
+	Dir         string
+	Stdin       []byte // written to stdin at each start, then closed; nil: /dev/null
+	StopSignal  syscall.Signal
+	StopTimeout time.Duration
+	MinUptime   time.Duration
+	Restart     RestartPolicy
+	// Upgradable marks a service that runs the current lavap release.
+	Upgradable bool
+}
+
+// sameProcess reports whether a and b run the same process: if not, a reload
+// restarts the service.
+func sameProcess(a, b Spec) bool {
+	return a.Command == b.Command && a.Dir == b.Dir && string(a.Stdin) == string(b.Stdin) &&
+		equalStrings(a.Args, b.Args) && equalStrings(a.Env, b.Env)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Backoff bounds the delay between restarts of a crashing service.
+type Backoff struct {
+	Min, Max time.Duration // 1s doubling to 1m
+	Reset    time.Duration // a run this long resets the delay to Min
+}
+
+// DefaultBackoff is SPEC §5's: 1 s doubling to 1 min, reset after 1 min up.
+var DefaultBackoff = Backoff{Min: time.Second, Max: time.Minute, Reset: time.Minute}
+
+// Result is how a service ended for good.
+type Result struct {
+	Name string
+	Exit *Exit // nil when it never ran or was stopped by us
+	Err  error // set when it could not be started
+	// Stopped is true when it ended because LavaVisor stopped it.
+	Stopped bool
+}
+
+// Status is a service's state as `lavavisor status` shows it.
+type Status struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"`
+	PID      int       `json:"pid"`
+	Release  string    `json:"release"`
+	Started  time.Time `json:"-"`
+	Restarts int       `json:"restarts"`
+	LastExit string    `json:"last_exit"`
+}
+
+// Started is a process started on request (an upgrade's restart). Early
+// receives its exit if it ends before MinUptime; the service then waits for
+// the next Restart instead of applying its restart policy.
+type Started struct {
+	PID     int
+	Release string
+	Early   <-chan Exit
+}
+
+type restartRequest struct {
+	probation bool
+	reply     chan restartReply
+}
+
+type restartReply struct {
+	started Started
+	err     error
+}
+
+// Service runs one Spec's processes, one at a time, for as long as it lives.
+type Service struct {
+	log     *logrus.Entry
+	reaper  *Reaper
+	out     *Output
+	backoff Backoff
+	killc   <-chan struct{} // closed: stop with SIGKILL at once
+	grace   time.Duration   // pipe grace after the child's exit
+
+	restartc chan restartRequest
+
+	mu       sync.Mutex
+	spec     Spec
+	proc     *proc
+	state    string
+	restarts int
+	lastExit string
+	release  string
+}
+
+type proc struct {
+	cmd       *exec.Cmd
+	pid       int
+	release   string
+	started   time.Time
+	exit      <-chan Exit
+	pipes     sync.WaitGroup
+	readers   []*os.File
+	probation bool
+	early     chan Exit
+}
+
+func (s *Service) snapshot() Spec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spec
+}
+
+func (s *Service) setState(state string) {
+	s.mu.Lock()
+	s.state = state
+	s.mu.Unlock()
+}
+
+// Status reports the service's state.
+func (s *Service) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Name: s.spec.Name, State: s.state, Restarts: s.restarts, LastExit: s.lastExit, Release: s.release}
+	if s.proc != nil {
+		st.PID, st.Started, st.Release = s.proc.pid, s.proc.started, s.proc.release
+	}
+	return st
+}
+
+// Signal sends sig to the running process's group, if any.
+func (s *Service) Signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return nil
+	}
+	return signalGroup(s.proc.pid, sig)
+}
+
+func signalGroup(pid int, sig syscall.Signal) error {
+	err := syscall.Kill(-pid, sig)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// update applies the settings that need no restart.
+func (s *Service) update(spec Spec) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spec.StopSignal, s.spec.StopTimeout = spec.StopSignal, spec.StopTimeout
+	s.spec.MinUptime, s.spec.Restart = spec.MinUptime, spec.Restart
+}
+
+// Restart stops the running process gracefully (stop-signal, stop-timeout,
+// SIGKILL) and starts a new one at once, without backoff. With probation, an
+// exit before MinUptime is reported on Started.Early and not restarted.
+func (s *Service) Restart(ctx context.Context, probation bool) (Started, error) {
+	req := restartRequest{probation: probation, reply: make(chan restartReply, 1)}
+	select {
+	case s.restartc <- req:
+	case <-ctx.Done():
+		return Started{}, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.started, r.err
+	case <-ctx.Done():
+		return Started{}, ctx.Err()
+	}
+}
+
+// run supervises the service until ctx ends (graceful stop) or it ends for good.
+func (s *Service) run(ctx context.Context) Result {
+	name := s.snapshot().Name
+	delay := s.backoff.Min
+	var (
+		p     *proc
+		timer <-chan time.Time
+	)
+	start := func() error {
+		var err error
+		p, err = s.start()
+		if err != nil {
+			s.log.WithError(err).Error("service failed to start")
+		}
+		return err
+	}
+	if err := start(); err != nil {
+		if !s.restartable(nil) {
+			s.setState("failed")
+			return Result{Name: name, Err: err}
+		}
+		timer = s.wait(&delay)
+	}
+	for {
+		var exitc <-chan Exit
+		if p != nil {
+			exitc = p.exit
+		}
+		select {
+		case <-ctx.Done():
+			if p != nil {
+				s.stop(p)
+			}
+			s.setState("stopped")
+			return Result{Name: name, Stopped: true}
+
+		case e := <-exitc:
+			uptime := time.Since(p.started)
+			s.finish(p, e)
+			spec := s.snapshot()
+			log := s.log.WithFields(logrus.Fields{"pid": p.pid, "uptime": uptime.Round(time.Millisecond).String()})
+			if p.probation && uptime < spec.MinUptime {
+				log.WithField("exit", e.String()).Error("service exited before min-uptime on a new release")
+				p.early <- e
+				// Held: no restart until the upgrader's next Restart (its rollback).
+				p = nil
+				s.setState("failed")
+				continue
+			}
+			p = nil
+			if !s.restartable(&e) {
+				log.WithField("exit", e.String()).Info("service ended; restart policy says not to restart it")
+				s.setState("exited")
+				return Result{Name: name, Exit: &e}
+			}
+			if uptime >= s.backoff.Reset {
+				delay = s.backoff.Min
+			}
+			log.WithField("exit", e.String()).Warn("service exited")
+			timer = s.wait(&delay)
+
+		case <-timer:
+			timer = nil
+			s.mu.Lock()
+			s.restarts++
+			s.mu.Unlock()
+			if err := start(); err != nil {
+				timer = s.wait(&delay)
+			}
+
+		case req := <-s.restartc:
+			if p != nil {
+				s.stop(p)
+			}
+			timer = nil
+			delay = s.backoff.Min
+			s.mu.Lock()
+			s.restarts++
+			s.mu.Unlock()
+			var reply restartReply
+			if err := start(); err != nil {
+				reply.err = err
+				timer = s.wait(&delay)
+			} else {
+				p.probation = req.probation
+				p.early = make(chan Exit, 1)
+				reply.started = Started{PID: p.pid, Release: p.release, Early: p.early}
+			}
+			req.reply <- reply
+		}
+	}
+}
+
+// restartable applies the restart policy to an exit (nil: failed to start).
+func (s *Service) restartable(e *Exit) bool {
+	switch s.snapshot().Restart {
+	case RestartNever:
+		return false
+	case RestartOnFailure:
+		return e == nil || e.Code() != 0
+	}
+	return true
+}
+
+// wait returns the timer for the next start and doubles delay.
+func (s *Service) wait(delay *time.Duration) <-chan time.Time {
+	d := *delay
+	*delay = min(2*d, s.backoff.Max)
+	s.log.WithField("in", d.String()).Info("restarting service")
+	s.setState("backoff")
+	return time.After(d)
+}
+
+func (s *Service) start() (*proc, error) {
+	spec := s.snapshot()
+	path, release, err := spec.Binary()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, spec.Args...)
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.Dir = spec.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	var inW *os.File
+	if spec.Stdin != nil {
+		var inR *os.File
+		if inR, inW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+		}
+		cmd.Stdin = inR
+		defer inR.Close()
+	}
+	exit, err := s.reaper.Start(context.Background(), cmd)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, release: release, started: time.Now(), exit: exit, readers: []*os.File{outR, errR}}
+	p.pipes.Add(2)
+	go func() { defer p.pipes.Done(); s.out.Pump("stdout", outR) }()
+	go func() { defer p.pipes.Done(); s.out.Pump("stderr", errR) }()
+	if inW != nil {
+		go func() {
+			// The secret goes to the pipe only; a child that does not read it
+			// gets EOF or SIGPIPE-free EPIPE, never a log line.
+			inW.Write(append(spec.Stdin, '\n'))
+			inW.Close()
+		}()
+	}
+	s.mu.Lock()
+	s.proc, s.state, s.release = p, "running", release
+	s.mu.Unlock()
+	fields := logrus.Fields{"pid": p.pid}
+	if release != "" {
+		fields["release"] = release
+	}
+	s.log.WithFields(fields).Info("service started")
+	return p, nil
+}
+
+// finish cleans up after the process p has exited with e.
+func (s *Service) finish(p *proc, e Exit) {
+	// The group's other members (the service's own children) go with it.
+	signalGroup(p.pid, syscall.SIGKILL)
+	p.cmd.Process.Release()
+	// A grandchild outside the group may still hold the pipes: give it a
+	// bounded grace, then stop reading.
+	deadline := time.Now().Add(s.grace)
+	for _, r := range p.readers {
+		r.SetReadDeadline(deadline)
+	}
+	p.pipes.Wait()
+	for _, r := range p.readers {
+		r.Close()
+	}
+	s.mu.Lock()
+	s.proc = nil
+	s.lastExit = e.String()
+	s.mu.Unlock()
+}
+
+// stop ends p: its stop signal to the group, stop-timeout, SIGKILL.
+func (s *Service) stop(p *proc) {
+	spec := s.snapshot()
+	log := s.log.WithFields(logrus.Fields{"pid": p.pid, "signal": unix.SignalName(spec.StopSignal)})
+	s.setState("stopping")
+	select {
+	case <-s.killc:
+		signalGroup(p.pid, syscall.SIGKILL)
+	default:
+		log.WithField("timeout", spec.StopTimeout.String()).Info("stopping service")
+		if err := signalGroup(p.pid, spec.StopSignal); err != nil {
+			log.WithError(err).Warn("signal service")
+		}
+	}
+	var e Exit
+	timeout := time.NewTimer(spec.StopTimeout)
+	defer timeout.Stop()
+	select {
+	case e = <-p.exit:
+	case <-timeout.C:
+		log.Warn("service did not stop in time; killing it")
+		signalGroup(p.pid, syscall.SIGKILL)
+		e = <-p.exit
+	case <-s.killc:
+		signalGroup(p.pid, syscall.SIGKILL)
+		e = <-p.exit
+	}
+	s.finish(p, e)
+	log.WithField("exit", e.String()).Info("service stopped")
+}
