@@ -1,0 +1,136 @@
+// Command lavavisor keeps Lava protocol services (lavap rpcprovider,
+// rpcconsumer) running on the protocol version the Lava chain requires,
+// without systemd: as PID 1 in a container, in the foreground, or as a
+// compose or Kubernetes service.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/supervisor"
+)
+
+// version is set at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+// Globals are the flags every command takes (SPEC §4). Pointer flags are nil
+// when not given, so they never override config.yml.
+type Globals struct {
+	Directory    string         `help:"Folder that holds .lavavisor/." env:"LAVAVISOR_DIRECTORY" default:"~" type:"path" short:"d"`
+	Node         *string        `help:"CometBFT RPC of a Lava node (tcp://, http://, https://; several comma-separated) or file:///path/versions.yml." env:"LAVAVISOR_NODE"`
+	GRPCAddr     *string        `name:"grpc-addr" help:"Query the chain over gRPC (host:port) instead of RPC." env:"LAVAVISOR_GRPC_ADDR"`
+	GRPCInsecure *bool          `name:"grpc-insecure" help:"Plain gRPC instead of TLS." env:"LAVAVISOR_GRPC_INSECURE"`
+	ChainID      *string        `name:"chain-id" help:"Expected chain id, checked against the node." env:"LAVAVISOR_CHAIN_ID"`
+	PollInterval *time.Duration `name:"poll-interval" help:"How often to read the chain (0: its average block time)." env:"LAVAVISOR_POLL_INTERVAL"`
+	LogLevel     string         `help:"Log level: debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"LAVAVISOR_LOG_LEVEL"`
+	LogFormat    string         `help:"Log format: text or json." default:"text" enum:"text,json" env:"LAVAVISOR_LOG_FORMAT"`
+}
+
+// CLI is the whole command tree.
+type CLI struct {
+	Globals
+
+	Start   startCmd   `cmd:"" help:"Supervise the services of config.yml and keep them on the required version."`
+	Pod     podCmd     `cmd:"" aliases:"wrap" help:"Supervise one command (for containers): lavavisor pod -- lavap rpcprovider ..."`
+	Version versionCmd `cmd:"" help:"Print LavaVisor's version."`
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run() error {
+	fmt.Println(version)
+	return nil
+}
+
+// exitError carries a specific exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit code %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() { os.Exit(runCLI(os.Args[1:])) }
+
+// runCLI parses args and runs the command; it returns the process exit code.
+func runCLI(args []string) int {
+	var cli CLI
+	exit := -1
+	parser, err := kong.New(&cli,
+		kong.Name("lavavisor"),
+		kong.Description("Keeps Lava protocol services on the protocol version the chain requires."),
+		kong.UsageOnError(),
+		kong.Exit(func(code int) { exit = code }),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lavavisor:", err)
+		return 1
+	}
+	kctx, err := parser.Parse(args)
+	if exit >= 0 { // --help
+		return exit
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lavavisor: %v\n", err)
+		var perr *kong.ParseError
+		if errors.As(err, &perr) {
+			perr.Context.PrintUsage(true)
+		}
+		return 2 // a usage error, whatever kong's own code
+	}
+	log, sink := newLogger(cli.Globals)
+	err = kctx.Run(&cli.Globals, log, sink)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			log.WithError(ee.err).Error("lavavisor stopped")
+		}
+		return ee.code
+	}
+	log.WithError(err).Error("lavavisor cannot run")
+	return 1
+}
+
+// newLogger makes the one logger of the process; every log line and every
+// service line goes through the sink, so lines never interleave.
+func newLogger(g Globals) (*logrus.Logger, *supervisor.Sink) {
+	log := logrus.New()
+	if lvl, err := logrus.ParseLevel(g.LogLevel); err == nil {
+		log.SetLevel(lvl)
+	}
+	if g.LogFormat == "json" {
+		log.SetFormatter(supervisor.NewJSONFormatter())
+	} else {
+		color := supervisor.IsTerminal(os.Stderr) && os.Getenv("NO_COLOR") == ""
+		log.SetFormatter(supervisor.NewTextFormatter(color))
+	}
+	sink := supervisor.NewSink(os.Stderr, log)
+	return log, sink
+}
+
+// overrides turns the global flags into config overrides.
+func (g *Globals) overrides() config.Overrides {
+	return config.Overrides{
+		Node:         g.Node,
+		GRPCAddr:     g.GRPCAddr,
+		GRPCInsecure: g.GRPCInsecure,
+		ChainID:      g.ChainID,
+		PollInterval: g.PollInterval,
+	}
+}

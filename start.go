@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/oklog/run"
+	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/supervisor"
+	"github.com/lavavisor/lavavisor/upgrade"
+)
+
+type startCmd struct{}
+
+func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
+	h := newHome(g.Directory)
+	load := func() (*config.Config, error) {
+		cfg, err := config.Load(h.configFile(), g.overrides(), config.Options{})
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: run `lavavisor init` to create it", err)
+		}
+		return cfg, err
+	}
+	s := &session{
+		log:  log,
+		sink: sink,
+		home: h,
+		load: load,
+		specs: func(cfg *config.Config) []supervisor.Spec {
+			return serviceSpecs(cfg, h)
+		},
+		exitCode: supervisor.ExitCode,
+	}
+	return s.run()
+}
+
+// serviceSpecs turns config services into supervisor specs.
+func serviceSpecs(cfg *config.Config, h home) []supervisor.Spec {
+	specs := make([]supervisor.Spec, 0, len(cfg.Services))
+	for _, svc := range cfg.Services {
+		sp := supervisor.Spec{
+			Name:        svc.Name,
+			Command:     svc.Command,
+			Args:        svc.Args,
+			Dir:         svc.Dir,
+			StopSignal:  svc.StopSignal,
+			StopTimeout: svc.StopTimeout,
+			MinUptime:   svc.MinUptime,
+			Restart:     supervisor.RestartPolicy(svc.Restart),
+		}
+		for k, v := range svc.Env {
+			sp.Env = append(sp.Env, k+"="+v)
+		}
+		slices.Sort(sp.Env) // map order must not look like a config change
+		if svc.Command == "" {
+			sp.Upgradable = true
+			sp.Binary = h.lavapBinary
+		} else {
+			cmd := svc.Command
+			sp.Binary = func() (string, string, error) { return cmd, "", nil }
+		}
+		specs = append(specs, sp)
+	}
+	return specs
+}
+
+// session is one run of supervised services: `start`, `pod`, `init --auto-start`.
+type session struct {
+	log      *logrus.Logger
+	sink     *supervisor.Sink
+	home     home
+	load     func() (*config.Config, error)
+	specs    func(*config.Config) []supervisor.Spec
+	exitCode func([]supervisor.Result) int // when every service ended for good
+}
+
+// allEnded ends the run group when no service is left to supervise.
+type allEnded struct{ results []supervisor.Result }
+
+func (e *allEnded) Error() string { return "every service has ended" }
+
+func (s *session) run() error {
+	cfg, err := s.load()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.home.root, 0o755); err != nil {
+		return fmt.Errorf("create home: %w", err)
+	}
+	lock, err := upgrade.TryLock(s.home.lockFile())
+	if err != nil {
+		return fmt.Errorf("home %s is in use: %w", s.home.root, err)
+	}
+	defer lock.Unlock()
+	log := s.log.WithField("component", "lavavisor")
+
+	specs := s.specs(cfg)
+	for _, sp := range specs {
+		if sp.Upgradable {
+			if _, _, err := s.home.current(); err != nil {
+				return err
+			}
+			break
+		}
+	}
+
+	// The reaper outlives the run group: services are stopped, and so reaped,
+	// while the group shuts down.
+	reaperCtx, stopReaper := context.WithCancel(context.Background())
+	reaper, err := supervisor.NewReaper(s.log.WithField("component", "reaper"))
+	if err != nil {
+		stopReaper()
+		return err
+	}
+	reaperDone := make(chan struct{})
+	go func() { reaper.Run(reaperCtx); close(reaperDone) }()
+	defer func() { stopReaper(); <-reaperDone }()
+
+	sup := supervisor.New(supervisor.Options{
+		Log:    s.log.WithField("component", "supervisor"),
+		Reaper: reaper,
+		Sink:   s.sink,
+	})
+
+	// One Notify for the whole run, beside the run group's signal actor: a
+	// second SIGINT/SIGTERM must still be seen while the group shuts down.
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
+	defer signal.Stop(sigc)
+	forced := make(chan struct{})
+	sigCtx, stopSignals := context.WithCancel(context.Background())
+	defer stopSignals()
+	go s.handleSignals(sigCtx, sigc, sup, forced)
+
+	var g run.Group
+	{
+		// Signal handler.
+		g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
+	}
+	{
+		// Services.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			results := sup.Run(ctx, specs)
+			if ctx.Err() != nil {
+				log.Info("services stopped")
+				return nil
+			}
+			return &allEnded{results: results}
+		}, func(error) {
+			log.WithField("waiting_for", waitingFor(sup.Status())).Info("stopping services (a second Ctrl-C or SIGTERM kills them at once)")
+			cancel()
+		})
+	}
+	log.WithFields(logrus.Fields{"home": s.home.root, "services": len(specs)}).Info("lavavisor started")
+	err = g.Run()
+
+	select {
+	case <-forced:
+		return &exitError{code: 1, err: errors.New("services killed by a second signal")}
+	default:
+	}
+	var ended *allEnded
+	switch {
+	case errors.Is(err, run.ErrSignal):
+		log.Info("lavavisor stopped")
+		return nil
+	case errors.As(err, &ended):
+		for _, r := range ended.results {
+			log.WithField("service", r.Name).Info("service ended: " + r.String())
+		}
+		code := s.exitCode(ended.results)
+		log.WithField("exit_code", code).Info("every service has ended; lavavisor exits")
+		return &exitError{code: code}
+	}
+	return err
+}
+
+// handleSignals reloads on SIGHUP, forwards SIGUSR1/2, ignores SIGPIPE (a
+// closed terminal must not kill LavaVisor), and turns a second SIGINT/SIGTERM
+// into an immediate kill.
+func (s *session) handleSignals(ctx context.Context, sigc <-chan os.Signal, sup *supervisor.Supervisor, forced chan<- struct{}) {
+	log := s.log.WithField("component", "signals")
+	stops := 0
+	for {
+		var sig os.Signal
+		select {
+		case <-ctx.Done():
+			return
+		case sig = <-sigc:
+		}
+		switch sig {
+		case os.Interrupt, syscall.SIGTERM:
+			stops++
+			if stops == 2 {
+				log.WithField("signal", sig.String()).Warn("second stop signal: killing services now")
+				close(forced)
+				sup.Kill()
+			}
+		case syscall.SIGHUP:
+			if stops > 0 {
+				continue
+			}
+			cfg, err := s.load()
+			if err != nil {
+				log.WithError(err).Error("SIGHUP: new config not applied; keeping the running one")
+				continue
+			}
+			log.Info("SIGHUP: applying config.yml")
+			if err := sup.Apply(ctx, s.specs(cfg)); err != nil {
+				log.WithError(err).Warn("SIGHUP: config not applied")
+			}
+		case syscall.SIGUSR1, syscall.SIGUSR2:
+			log.WithField("signal", sig.String()).Info("forwarding signal to services")
+			sup.Forward(sig.(syscall.Signal))
+		}
+	}
+}
+
+// waitingFor names the running services and their stop timeouts.
+func waitingFor(st []supervisor.Status) string {
+	var parts []string
+	for _, s := range st {
+		if s.PID != 0 {
+			parts = append(parts, fmt.Sprintf("%s (pid %d)", s.Name, s.PID))
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,128 @@
+package upgrade
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// State is state.json (SPEC §2): what must survive a restart of LavaVisor.
+type State struct {
+	Chain       *ChainRecord       `json:"chain,omitempty"`
+	Journal     *Journal           `json:"journal,omitempty"`
+	Bad         map[string]BadMark `json:"bad,omitempty"`
+	LastUpgrade *UpgradeRecord     `json:"last_upgrade,omitempty"`
+}
+
+// ChainRecord is the last versions read from the chain, and at what height.
+type ChainRecord struct {
+	ChainVersions
+	Height int64     `json:"height"`
+	At     time.Time `json:"at"`
+}
+
+// Journal is an upgrade in progress; each step is written before it is taken
+// so that a LavaVisor killed mid-upgrade resumes or rolls back (SPEC §6.6).
+type Journal struct {
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Step    string    `json:"step"`
+	Moved   []string  `json:"moved,omitempty"` // services already restarted on To
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+}
+
+// UpgradeRecord is the outcome of the last upgrade, for `status`.
+type UpgradeRecord struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Result string    `json:"result"`
+	At     time.Time `json:"at"`
+}
+
+// StateFile holds state.json in memory and writes every change atomically.
+// It is safe for concurrent use.
+type StateFile struct {
+	path string
+	mu   sync.Mutex
+	st   State
+}
+
+// OpenState reads path. A missing file is an empty state. A file that does not
+// decode is renamed to <path>.corrupt-<time> and logged, and the state starts
+// empty: a bad file must never stop LavaVisor from starting (a crash loop).
+func OpenState(path string, log *logrus.Entry) (*StateFile, error) {
+	f := &StateFile{path: path}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return f, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(raw, &f.st); err != nil {
+		f.st = State{}
+		aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("state %s does not decode (%v) and cannot be moved aside: %w", path, err, rerr)
+		}
+		if log != nil {
+			log.WithError(err).WithField("kept_as", aside).Warn("state file is corrupt; starting with an empty state (bad-release marks and the upgrade journal are lost)")
+		}
+	}
+	return f, nil
+}
+
+// Path is the state file's path.
+func (f *StateFile) Path() string { return f.path }
+
+// Get returns a copy of the state that the caller may change freely.
+func (f *StateFile) Get() State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.clone()
+}
+
+// Update applies fn to a copy of the state and writes it. On a write error the
+// state (in memory and on disk) is unchanged.
+func (f *StateFile) Update(fn func(*State)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := f.st.clone()
+	fn(&next)
+	data, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	if err := WriteFileAtomic(f.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	f.st = next
+	return nil
+}
+
+func (s State) clone() State {
+	c := State{Bad: maps.Clone(s.Bad)}
+	if s.Chain != nil {
+		ch := *s.Chain
+		c.Chain = &ch
+	}
+	if s.Journal != nil {
+		j := *s.Journal
+		j.Moved = slices.Clone(j.Moved)
+		c.Journal = &j
+	}
+	if s.LastUpgrade != nil {
+		u := *s.LastUpgrade
+		c.LastUpgrade = &u
+	}
+	return c
+}
