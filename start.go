@@ -9,10 +9,12 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/oklog/run"
 	"github.com/sirupsen/logrus"
 
+	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
@@ -103,12 +105,62 @@ func (s *session) run() error {
 	log := s.log.WithField("component", "lavavisor")
 
 	specs := s.specs(cfg)
+	upgradable := false
 	for _, sp := range specs {
-		if sp.Upgradable {
-			if _, _, err := s.home.current(); err != nil {
-				return err
-			}
-			break
+		upgradable = upgradable || sp.Upgradable
+	}
+	st, err := upgrade.OpenState(s.home.stateFile(), log)
+	if err != nil {
+		return err
+	}
+	inst, err := releases(cfg, s.home, s.log.WithField("component", "lavavisor"), false)
+	if err != nil {
+		return err
+	}
+	src, err := chainSource(cfg, s.log.WithField("component", "chain"))
+	if err != nil {
+		return err
+	}
+	if err := resumeJournal(st, inst, log); err != nil {
+		return err
+	}
+	// At start the chain is read once: when it wants another release than
+	// `current`, that one is fetched and linked before the services start.
+	snap, err := readChain(cfg, src, s.log.WithField("component", "chain"))
+	if err != nil {
+		return err
+	}
+	up := &upgrade.Upgrader{
+		Installer:    inst,
+		State:        st,
+		Roles:        roles(cfg, specs),
+		Mode:         string(cfg.Upgrade),
+		BadRetry:     cfg.BadReleaseRetry.Std(),
+		KeepReleases: cfg.KeepReleases,
+		Rolling:      cfg.Rolling,
+		Log:          s.log.WithField("component", "upgrader"),
+	}
+	if cfg.Pin != "" {
+		if up.Pin, err = chain.ParseVersion(cfg.Pin); err != nil {
+			return fmt.Errorf("pin: %w", err)
+		}
+	}
+	if snap != nil {
+		if err := recordChain(st, *snap); err != nil {
+			log.WithError(err).Warn("record chain versions")
+		}
+		if upgradable {
+			up.Probation = s.upgradeAtStart(up, *snap, log)
+		}
+	}
+	if upgradable {
+		if _, _, err := s.home.current(); err != nil {
+			return err
+		}
+	}
+	if up.Probation != nil {
+		for i := range specs {
+			specs[i].Probation = specs[i].Upgradable
 		}
 	}
 
@@ -123,12 +175,14 @@ func (s *session) run() error {
 	reaperDone := make(chan struct{})
 	go func() { reaper.Run(reaperCtx); close(reaperDone) }()
 	defer func() { stopReaper(); <-reaperDone }()
+	inst.Store.Output = reaper.Output
 
 	sup := supervisor.New(supervisor.Options{
 		Log:    s.log.WithField("component", "supervisor"),
 		Reaper: reaper,
 		Sink:   s.sink,
 	})
+	up.Services = sup
 
 	// One Notify for the whole run, beside the run group's signal actor: a
 	// second SIGINT/SIGTERM must still be seen while the group shuts down.
@@ -160,7 +214,45 @@ func (s *session) run() error {
 			cancel()
 		})
 	}
-	log.WithFields(logrus.Fields{"home": s.home.root, "services": len(specs)}).Info("lavavisor started")
+	if upgradable {
+		ictx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout.Std())
+		interval, from := chain.PollInterval(ictx, src, cfg.PollInterval.Std())
+		cancel()
+		poller := chain.NewPoller(src, chain.PollerOptions{
+			Interval: interval,
+			Log:      s.log.WithField("component", "chain"),
+			Record:   func(snap chain.Snapshot) error { return recordChain(st, snap) },
+			Initial:  snap,
+			ChainID:  cfg.ChainID,
+		})
+		up.Updates = poller.Subscribe()
+		up.Interval = interval
+		{
+			// Chain poller.
+			ctx, cancel := context.WithCancel(context.Background())
+			g.Add(func() error {
+				log.WithFields(logrus.Fields{"source": src.String(), "interval": interval.String(), "interval_from": from}).Info("polling the chain")
+				err := poller.Run(ctx)
+				log.Info("chain poller stopped")
+				return err
+			}, func(error) {
+				cancel()
+			})
+		}
+		{
+			// Upgrader. Interrupted with everything else: a restart it is in
+			// the middle of returns, and the journal says where it was.
+			ctx, cancel := context.WithCancel(context.Background())
+			g.Add(func() error {
+				err := up.Run(ctx)
+				log.Info("upgrader stopped")
+				return err
+			}, func(error) {
+				cancel()
+			})
+		}
+	}
+	s.banner(log, cfg, specs)
 	err = g.Run()
 
 	select {
@@ -182,6 +274,55 @@ func (s *session) run() error {
 		return &exitError{code: code}
 	}
 	return err
+}
+
+// upgradeAtStart links the release the chain wants before the services start
+// (one start, not two). It returns the journal to watch the services' first
+// min-uptime with, or nil when nothing changed. A failure is logged: the
+// services then start on `current`.
+func (s *session) upgradeAtStart(up *upgrade.Upgrader, snap chain.Snapshot, log *logrus.Entry) *upgrade.Journal {
+	d := up.Decide(snap)
+	if d.Wanted.IsZero() {
+		return nil
+	}
+	running, _ := up.Installer.Current()
+	log = log.WithFields(logrus.Fields{"running": running.String(), "wanted": d.Wanted.String()})
+	log.WithField("reason", d.Reason).Info("the chain wants another release; getting it before the services start")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, _, err := up.Installer.Obtain(ctx, d.Candidates)
+	if err != nil {
+		log.WithError(err).Error("cannot get the wanted release at start; starting on the linked one")
+		return nil
+	}
+	j := &upgrade.Journal{From: running.String(), To: v.String(), Step: upgrade.StepStart, Started: time.Now().UTC(), Updated: time.Now().UTC()}
+	if running.IsZero() {
+		j.From = ""
+	}
+	if err := up.State.Update(func(st *upgrade.State) { st.Journal = j }); err != nil {
+		log.WithError(err).Error("journal the upgrade at start; starting on the linked release")
+		return nil
+	}
+	if err := up.Installer.Link(v); err != nil {
+		log.WithError(err).Error("link the wanted release; starting on the linked one")
+		up.State.Update(func(st *upgrade.State) { st.Journal = nil })
+		return nil
+	}
+	log.WithField("release", v.Tag()).Info("linked; services start on it, on probation for their min-uptime")
+	return j
+}
+
+// banner says, once, what runs where.
+func (s *session) banner(log *logrus.Entry, cfg *config.Config, specs []supervisor.Spec) {
+	names := make([]string, len(specs))
+	for i, sp := range specs {
+		names[i] = sp.Name
+	}
+	_, release, _ := s.home.current()
+	log.WithFields(logrus.Fields{
+		"home": s.home.root, "node": cfg.Node, "chain_id": cfg.ChainID, "release": release,
+		"services": strings.Join(names, ","),
+	}).Info("lavavisor started")
 }
 
 // handleSignals reloads on SIGHUP, forwards SIGUSR1/2, ignores SIGPIPE (a

@@ -19,7 +19,7 @@ const (
 	DefaultMaxLine      = 1 << 20
 	DefaultQueueBytes   = 4 << 20
 	DefaultFlushTimeout = time.Second
-	DefaultBlockedAfter = 200 * time.Millisecond
+	DefaultBlockedAfter = time.Second
 )
 
 const (

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -168,4 +170,49 @@ func (r *Reaper) reap() {
 			r.orphan(pid, Exit{Status: ws})
 		}
 	}
+}
+
+// Output runs name with args through the reaper (exec.Cmd.Run would race it
+// for the exit status) and returns up to limit bytes of its stdout. Its stdin
+// is /dev/null; when ctx ends its process group is killed.
+func (r *Reaper) Output(ctx context.Context, limit int, name string, args ...string) ([]byte, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout = pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	exit, err := r.Start(ctx, cmd)
+	pw.Close()
+	if err != nil {
+		return nil, err
+	}
+	defer cmd.Process.Release()
+	type read struct {
+		b   []byte
+		err error
+	}
+	got := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(pr, int64(limit)))
+		io.Copy(io.Discard, pr) // a chatty child must not block on a full pipe
+		got <- read{b, err}
+	}()
+	var e Exit
+	select {
+	case e = <-exit:
+	case <-ctx.Done():
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exit
+		return nil, ctx.Err()
+	}
+	// A grandchild holding stdout must not keep us past the exit for long.
+	pr.SetReadDeadline(time.Now().Add(time.Second))
+	out := <-got
+	if e.Code() != 0 {
+		return out.b, fmt.Errorf("%s: %s", name, e)
+	}
+	return out.b, nil
 }

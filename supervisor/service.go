@@ -42,6 +42,10 @@ type Spec struct {
 	Restart     RestartPolicy
 	// Upgradable marks a service that runs the current lavap release.
 	Upgradable bool
+	// Probation puts the first process on probation, as Restart does: an exit
+	// before MinUptime goes to Service.FirstEarly and is not restarted. For a
+	// start on a release that was linked just before (SPEC §5, at start).
+	Probation bool
 }
 
 // sameProcess reports whether a and b run the same process: if not, a reload
@@ -121,6 +125,7 @@ type Service struct {
 	grace   time.Duration   // pipe grace after the child's exit
 
 	restartc chan restartRequest
+	first    chan Exit // the first process's early exit, with Spec.Probation
 
 	mu       sync.Mutex
 	spec     Spec
@@ -165,6 +170,19 @@ func (s *Service) Status() Status {
 	}
 	return st
 }
+
+// Name is the service's name.
+func (s *Service) Name() string { return s.snapshot().Name }
+
+// MinUptime is how long a new process must stay up to count as started.
+func (s *Service) MinUptime() time.Duration { return s.snapshot().MinUptime }
+
+// LastLines returns the last n lines the service logged (for error reports).
+func (s *Service) LastLines(n int) []string { return s.out.LastLines(n) }
+
+// FirstEarly receives the first process's exit if it ends before MinUptime
+// (only with Spec.Probation; nil otherwise).
+func (s *Service) FirstEarly() <-chan Exit { return s.first }
 
 // Signal sends sig to the running process's group, if any.
 func (s *Service) Signal(sig syscall.Signal) error {
@@ -232,6 +250,8 @@ func (s *Service) run(ctx context.Context) Result {
 			return Result{Name: name, Err: err}
 		}
 		timer = s.wait(&delay)
+	} else if s.first != nil {
+		p.probation, p.early = true, s.first
 	}
 	for {
 		var exitc <-chan Exit

@@ -243,6 +243,9 @@ func (s *Supervisor) launch(ctx context.Context, sp Spec, ended chan<- *handle) 
 		spec:     sp,
 		state:    "starting",
 	}
+	if sp.Probation {
+		svc.first = make(chan Exit, 1)
+	}
 	h := &handle{svc: svc, cancel: cancel, done: make(chan Result, 1), detached: make(chan struct{}), stopped: make(chan struct{})}
 	go func() {
 		r := svc.run(sctx)

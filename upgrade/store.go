@@ -59,6 +59,9 @@ type Store struct {
 	// ReadOnly makes Verify adopt a hand-placed release in memory only, writing
 	// no manifest: for `lavavisor check`, which changes nothing.
 	ReadOnly bool
+	// Output runs `<bin> version`; nil: os/exec. Under LavaVisor's reaper it
+	// must be the reaper's (see OutputFunc).
+	Output OutputFunc
 }
 
 // ReleaseDir is Dir/vX.Y.Z.
@@ -238,7 +241,7 @@ func (s *Store) reportedVersion(ctx context.Context, bin string) string {
 		ctx, cancel = context.WithTimeout(ctx, s.VersionTimeout)
 		defer cancel()
 	}
-	return ReportedVersion(ctx, bin)
+	return reportedVersion(ctx, s.Output, bin)
 }
 
 func (s *Store) log() *logrus.Entry {
@@ -297,6 +300,13 @@ const maxVersionOutput = 4096
 // out. It is recorded, never trusted: real releases print a number that can lag
 // their tag, and old ones have no version command.
 func ReportedVersion(ctx context.Context, bin string) string {
+	return reportedVersion(ctx, nil, bin)
+}
+
+func reportedVersion(ctx context.Context, output OutputFunc, bin string) string {
+	if output == nil {
+		output = func(ctx context.Context, _ int, name string, _ ...string) ([]byte, error) { return runVersion(ctx, name) }
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultVersionTimeout)
@@ -305,7 +315,7 @@ func ReportedVersion(ctx context.Context, bin string) string {
 	// A freshly written binary can be "text file busy" for a moment: a fork in
 	// another goroutine may still hold the write fd until its exec.
 	for attempt := 0; ; attempt++ {
-		out, err := runVersion(ctx, bin)
+		out, err := output(ctx, maxVersionOutput, bin, "version")
 		if errors.Is(err, syscall.ETXTBSY) && attempt < 20 {
 			select {
 			case <-ctx.Done():
@@ -325,6 +335,11 @@ func ReportedVersion(ctx context.Context, bin string) string {
 		return strings.ToValidUTF8(line, "?")
 	}
 }
+
+// OutputFunc runs a program and returns its stdout, at most limit bytes. Under
+// LavaVisor's reaper (PID 1 or subreaper) it must be the reaper's, so that no
+// second waiter races it for exit statuses.
+type OutputFunc func(ctx context.Context, limit int, name string, args ...string) ([]byte, error)
 
 func runVersion(ctx context.Context, bin string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, bin, "version")

@@ -1,0 +1,111 @@
+package chain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// maxVersionsFile bounds the static file: four short lines are expected.
+const maxVersionsFile = 64 << 10
+
+// fileSource is the static source, file:///abs/path/versions.yml, re-read on
+// every poll so that an operator can change it while LavaVisor runs. It has no
+// chain id and no height (0, which turns the poller's height check off).
+type fileSource struct {
+	path string
+}
+
+func newFileSource(node string) (*fileSource, error) {
+	u, err := url.Parse(node)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", node, err)
+	}
+	if u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path) {
+		return nil, fmt.Errorf("node %q: want file:///absolute/path/versions.yml", node)
+	}
+	return &fileSource{path: filepath.Clean(u.Path)}, nil
+}
+
+func (s *fileSource) String() string { return "file://" + s.path }
+
+func (s *fileSource) Close() error { return nil }
+
+func (s *fileSource) ChainID(context.Context) (string, error) { return "", nil }
+
+func (s *fileSource) BlockTime(context.Context, string) (time.Duration, error) {
+	return 0, errors.New("a versions file has no spec")
+}
+
+func (s *fileSource) Query(context.Context) (Snapshot, error) {
+	v, err := s.read()
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("versions file %s: %w", s.path, err)
+	}
+	return Snapshot{Versions: v, Source: s.String(), At: time.Now()}, nil
+}
+
+func (s *fileSource) read() (Versions, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return Versions{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxVersionsFile+1))
+	if err != nil {
+		return Versions{}, err
+	}
+	if len(b) > maxVersionsFile {
+		return Versions{}, fmt.Errorf("larger than %d bytes", maxVersionsFile)
+	}
+	return decodeVersionsFile(b)
+}
+
+// decodeVersionsFile is strict: the four keys, nothing else, one document.
+func decodeVersionsFile(b []byte) (Versions, error) {
+	var raw struct {
+		ProviderMin    *string `yaml:"provider_min"`
+		ProviderTarget *string `yaml:"provider_target"`
+		ConsumerMin    *string `yaml:"consumer_min"`
+		ConsumerTarget *string `yaml:"consumer_target"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Versions{}, errors.New("empty: want provider_min, provider_target, consumer_min, consumer_target")
+		}
+		return Versions{}, err
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Versions{}, errors.New("more than one YAML document")
+	}
+	m := map[string]string{}
+	var missing []error
+	for _, f := range []struct {
+		key string
+		p   *string
+	}{
+		{"provider_min", raw.ProviderMin}, {"provider_target", raw.ProviderTarget},
+		{"consumer_min", raw.ConsumerMin}, {"consumer_target", raw.ConsumerTarget},
+	} {
+		if f.p == nil {
+			missing = append(missing, fmt.Errorf("%s missing", f.key))
+			continue
+		}
+		m[f.key] = *f.p
+	}
+	if err := errors.Join(missing...); err != nil {
+		return Versions{}, err
+	}
+	return parseVersions(m)
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/chain"
+	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/supervisor"
+	"github.com/lavavisor/lavavisor/upgrade"
+)
+
+// releases wires the release store, the fetcher and the links of a home.
+func releases(cfg *config.Config, h home, log *logrus.Entry, readOnly bool) (*upgrade.Installer, error) {
+	store := &upgrade.Store{Dir: h.releasesDir(cfg.ReleasesDir), Log: log.WithField("component", "releases"), ReadOnly: readOnly}
+	in := &upgrade.Installer{Store: store, CurrentLink: h.currentLink(), Log: log.WithField("component", "releases")}
+	if cfg.AutoDownload {
+		in.Fetcher = &upgrade.Fetcher{
+			URL:             cfg.Download.URL,
+			Checksums:       cfg.Download.Checksums,
+			RequireChecksum: cfg.Download.RequireChecksum,
+			Timeout:         cfg.Download.Timeout.Std(),
+			ConnectTimeout:  cfg.Download.ConnectTimeout.Std(),
+			MaxSize:         int64(cfg.Download.MaxSize),
+			Log:             log.WithField("component", "download"),
+			Progress:        os.Stderr,
+		}
+	}
+	if !readOnly {
+		link, err := upgrade.SystemLinkPath(cfg.Link)
+		if err != nil {
+			return nil, err
+		}
+		in.SystemLink = link
+	}
+	return in, nil
+}
+
+// chainSource builds the version source of cfg.
+func chainSource(cfg *config.Config, log *logrus.Entry) (chain.Source, error) {
+	return chain.NewSource(chain.Options{
+		Nodes:           cfg.Node,
+		GRPCAddr:        cfg.GRPCAddr,
+		GRPCInsecure:    cfg.GRPCInsecure,
+		RequestTimeout:  cfg.RequestTimeout.Std(),
+		MaxResponseSize: int64(cfg.MaxResponseSize),
+		Log:             log.WithField("component", "chain"),
+	})
+}
+
+// roles are the lavap roles the services use.
+func roles(cfg *config.Config, specs []supervisor.Spec) upgrade.Roles {
+	var r upgrade.Roles
+	for _, svc := range cfg.Services {
+		switch svc.Role {
+		case config.RoleProvider:
+			r.Provider = true
+		case config.RoleConsumer:
+			r.Consumer = true
+		}
+	}
+	return r
+}
+
+func chainVersions(v chain.Versions) upgrade.ChainVersions {
+	return upgrade.ChainVersions{ProviderMin: v.ProviderMin, ProviderTarget: v.ProviderTarget, ConsumerMin: v.ConsumerMin, ConsumerTarget: v.ConsumerTarget}
+}
+
+// readChain reads the versions once, bounded by request-timeout, and checks
+// the chain id. A mismatch is fatal; an unreachable chain is not.
+func readChain(cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.RequestTimeout.Std())
+	defer cancel()
+	if err := chain.CheckChainID(ctx, src, cfg.ChainID, log); err != nil {
+		if ctx.Err() == nil && cfg.ChainID != "" && isMismatch(err) {
+			return nil, err
+		}
+		log.WithError(err).Warn("chain not reachable at start; starting on the linked release, the poller keeps trying")
+		return nil, nil
+	}
+	snap, err := src.Query(ctx)
+	if err == nil {
+		err = snap.Versions.Validate()
+	}
+	if err != nil {
+		log.WithError(err).Warn("chain versions not read at start; starting on the linked release, the poller keeps trying")
+		return nil, nil
+	}
+	log.WithFields(logrus.Fields{
+		"provider_min": snap.Versions.ProviderMin.String(), "provider_target": snap.Versions.ProviderTarget.String(),
+		"consumer_min": snap.Versions.ConsumerMin.String(), "consumer_target": snap.Versions.ConsumerTarget.String(),
+		"height": snap.Height, "source": snap.Source,
+	}).Info("chain versions")
+	return &snap, nil
+}
+
+// isMismatch tells a wrong chain id (fatal) from an unreachable node.
+func isMismatch(err error) bool {
+	return strings.Contains(err.Error(), "chain id mismatch") || strings.Contains(err.Error(), "static file")
+}
+
+func recordChain(st *upgrade.StateFile, snap chain.Snapshot) error {
+	rec := upgrade.ChainRecord{ChainVersions: chainVersions(snap.Versions), Height: snap.Height, At: snap.At.UTC()}
+	if rec.At.IsZero() {
+		rec.At = time.Now().UTC()
+	}
+	return st.Update(func(s *upgrade.State) { s.Chain = &rec })
+}
+
+// resumeJournal finishes what a killed LavaVisor left: an upgrade that had
+// linked its new release but not seen it through goes back to the release
+// that was running; the upgrade is then decided afresh.
+func resumeJournal(st *upgrade.StateFile, in *upgrade.Installer, log *logrus.Entry) error {
+	j := st.Get().Journal
+	if j == nil {
+		return nil
+	}
+	log = log.WithFields(logrus.Fields{"from": j.From, "to": j.To, "step": j.Step})
+	if j.Step != upgrade.StepFetch {
+		from, err := chain.ParseVersion(j.From)
+		cur, _ := in.Current()
+		if err == nil && !from.IsZero() && cur != from {
+			if err := in.Link(from); err != nil {
+				return fmt.Errorf("resume interrupted upgrade: link back to %s: %w", from.Tag(), err)
+			}
+		}
+	}
+	log.Warn("an upgrade was interrupted (LavaVisor was stopped or killed); back on the release that was running, deciding again")
+	rec := upgrade.UpgradeRecord{From: j.From, To: j.To, Result: "interrupted", At: time.Now().UTC()}
+	return st.Update(func(s *upgrade.State) { s.Journal = nil; s.LastUpgrade = &rec })
+}

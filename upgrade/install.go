@@ -1,0 +1,118 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/chain"
+)
+
+// Installer makes a release usable and links it: the releases folder, the
+// fetcher (nil when auto-download is off), `current` and the system-path link.
+type Installer struct {
+	Store       *Store
+	Fetcher     *Fetcher // nil: never download
+	CurrentLink string   // <home>/current
+	SystemLink  string   // absolute path of the system-path link; "": none
+	Log         *logrus.Entry
+}
+
+// ErrNoRelease says that no candidate could be had.
+var ErrNoRelease = errors.New("no usable release")
+
+// Obtain returns the first candidate that is usable in the releases folder or,
+// when downloads are allowed, fetched and verified. It changes no link.
+func (in *Installer) Obtain(ctx context.Context, candidates []chain.Version) (chain.Version, Manifest, error) {
+	var errs []error
+	for _, v := range candidates {
+		m, err := in.Store.Verify(v)
+		if err == nil {
+			return v, m, nil
+		}
+		if in.Fetcher == nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.Tag(), err))
+			continue
+		}
+		in.Log.WithField("version", v.String()).WithField("url", in.Fetcher.AssetURL(v)).Info("downloading release")
+		m, err = in.Fetcher.Fetch(ctx, in.Store, v)
+		if err == nil {
+			return v, m, nil
+		}
+		errs = append(errs, fmt.Errorf("fetch %s: %w", v.Tag(), err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	names := make([]string, len(candidates))
+	for i, v := range candidates {
+		names[i] = v.String()
+	}
+	hint := ""
+	if in.Fetcher == nil {
+		hint = " and auto-download is off (--auto-download or auto-download: true)"
+	}
+	return chain.Version{}, Manifest{}, fmt.Errorf("%w for %s in %s%s: %w",
+		ErrNoRelease, strings.Join(names, ", "), in.Store.Dir, hint, errors.Join(errs...))
+}
+
+// Link points `current` (relative) and the system-path link (absolute) at v,
+// each swapped atomically.
+func (in *Installer) Link(v chain.Version) error {
+	rel, err := filepath.Rel(filepath.Dir(in.CurrentLink), in.Store.ReleaseDir(v))
+	if err != nil {
+		rel = in.Store.ReleaseDir(v)
+	}
+	if err := SwapSymlink(in.CurrentLink, rel); err != nil {
+		return fmt.Errorf("link current to %s: %w", v.Tag(), err)
+	}
+	if in.SystemLink == "" {
+		return nil
+	}
+	backup, err := SwapSymlinkBackup(in.SystemLink, in.Store.BinPath(v))
+	if err != nil {
+		return fmt.Errorf("link %s to %s: %w", in.SystemLink, v.Tag(), err)
+	}
+	if backup != "" {
+		in.Log.WithFields(logrus.Fields{"file": in.SystemLink, "kept_as": backup}).Warn("a regular file was at the system-path link; it was kept, renamed")
+	}
+	return nil
+}
+
+// Current is the release `current` points at, or the zero version if none.
+func (in *Installer) Current() (chain.Version, error) {
+	dir, err := filepath.EvalSymlinks(in.CurrentLink)
+	if err != nil {
+		return chain.Version{}, err
+	}
+	return chain.ParseTag(filepath.Base(dir))
+}
+
+// SystemLinkPath resolves the `link` setting: "none" gives "", "auto" the
+// lavap found on PATH, else ~/go/bin/lavap; anything else is taken as is.
+func SystemLinkPath(setting string) (string, error) {
+	switch setting {
+	case "none":
+		return "", nil
+	case "", "auto":
+		if p, err := exec.LookPath("lavap"); err == nil {
+			return filepath.Abs(p)
+		}
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("link: auto: %w", err)
+		}
+		dir := filepath.Join(home, "go", "bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("link: auto: %w", err)
+		}
+		return filepath.Join(dir, "lavap"), nil
+	}
+	return setting, nil
+}
