@@ -37,9 +37,13 @@ type Globals struct {
 type CLI struct {
 	Globals
 
+	Init    initCmd    `cmd:"" help:"Create the home, read the chain's version, get and verify that release, and link it."`
 	Start   startCmd   `cmd:"" help:"Supervise the services of config.yml and keep them on the required version."`
 	Pod     podCmd     `cmd:"" aliases:"wrap" help:"Supervise one command (for containers): lavavisor pod -- lavap rpcprovider ..."`
+	Check   checkCmd   `cmd:"" help:"Dry run: print the chain's versions, the running and the wanted release; exit 3 when an upgrade is due."`
 	Version versionCmd `cmd:"" help:"Print LavaVisor's version."`
+
+	CreateService createServiceCmd `cmd:"" name:"create-service" help:"Add a lavap service to config.yml: copy its config file into services/<name>/ and append it, leaving the rest of the file as it was."`
 }
 
 type versionCmd struct{}

@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
-	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
 
@@ -53,8 +52,28 @@ func chainSource(cfg *config.Config, log *logrus.Entry) (chain.Source, error) {
 	})
 }
 
+// newUpgrader builds the upgrader of cfg; Services, Updates and Interval are
+// set by `start`.
+func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateFile, log *logrus.Entry) (*upgrade.Upgrader, error) {
+	pin, err := pinVersion(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &upgrade.Upgrader{
+		Installer:    inst,
+		State:        st,
+		Roles:        roles(cfg),
+		Mode:         string(cfg.Upgrade),
+		Pin:          pin,
+		BadRetry:     cfg.BadReleaseRetry.Std(),
+		KeepReleases: cfg.KeepReleases,
+		Rolling:      cfg.Rolling,
+		Log:          log.WithField("component", "upgrader"),
+	}, nil
+}
+
 // roles are the lavap roles the services use.
-func roles(cfg *config.Config, specs []supervisor.Spec) upgrade.Roles {
+func roles(cfg *config.Config) upgrade.Roles {
 	var r upgrade.Roles
 	for _, svc := range cfg.Services {
 		switch svc.Role {
@@ -101,7 +120,7 @@ func readChain(cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.
 
 // isMismatch tells a wrong chain id (fatal) from an unreachable node.
 func isMismatch(err error) bool {
-	return strings.Contains(err.Error(), "chain id mismatch") || strings.Contains(err.Error(), "static file")
+	return errors.Is(err, chain.ErrChainIDMismatch) || errors.Is(err, chain.ErrChainIDWithFile)
 }
 
 func recordChain(st *upgrade.StateFile, snap chain.Snapshot) error {
@@ -133,4 +152,16 @@ func resumeJournal(st *upgrade.StateFile, in *upgrade.Installer, log *logrus.Ent
 	log.Warn("an upgrade was interrupted (LavaVisor was stopped or killed); back on the release that was running, deciding again")
 	rec := upgrade.UpgradeRecord{From: j.From, To: j.To, Result: "interrupted", At: time.Now().UTC()}
 	return st.Update(func(s *upgrade.State) { s.Journal = nil; s.LastUpgrade = &rec })
+}
+
+// pinVersion is the pin setting as a version; zero when unset.
+func pinVersion(cfg *config.Config) (chain.Version, error) {
+	if cfg.Pin == "" {
+		return chain.Version{}, nil
+	}
+	v, err := chain.ParseVersion(cfg.Pin)
+	if err != nil {
+		return v, fmt.Errorf("pin: %w", err)
+	}
+	return v, nil
 }

@@ -20,12 +20,16 @@ import (
 	"github.com/lavavisor/lavavisor/upgrade"
 )
 
-type startCmd struct{}
+type startCmd struct {
+	AutoDownload *bool `name:"auto-download" help:"Download releases the chain asks for (default: config auto-download)." env:"LAVAVISOR_AUTO_DOWNLOAD"`
+}
 
 func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
 	h := newHome(g.Directory)
+	o := g.overrides()
+	o.AutoDownload = c.AutoDownload
 	load := func() (*config.Config, error) {
-		cfg, err := config.Load(h.configFile(), g.overrides(), config.Options{})
+		cfg, err := config.Load(h.configFile(), o, config.Options{})
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: run `lavavisor init` to create it", err)
 		}
@@ -130,20 +134,9 @@ func (s *session) run() error {
 	if err != nil {
 		return err
 	}
-	up := &upgrade.Upgrader{
-		Installer:    inst,
-		State:        st,
-		Roles:        roles(cfg, specs),
-		Mode:         string(cfg.Upgrade),
-		BadRetry:     cfg.BadReleaseRetry.Std(),
-		KeepReleases: cfg.KeepReleases,
-		Rolling:      cfg.Rolling,
-		Log:          s.log.WithField("component", "upgrader"),
-	}
-	if cfg.Pin != "" {
-		if up.Pin, err = chain.ParseVersion(cfg.Pin); err != nil {
-			return fmt.Errorf("pin: %w", err)
-		}
+	up, err := newUpgrader(cfg, inst, st, s.log.WithField("component", "lavavisor"))
+	if err != nil {
+		return err
 	}
 	if snap != nil {
 		if err := recordChain(st, *snap); err != nil {

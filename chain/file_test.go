@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,7 @@ func TestFileSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = CheckChainID(ctx, src, "lava-mainnet-1", nil)
-	if err == nil || !strings.Contains(err.Error(), `chain-id "lava-mainnet-1" is set but node file://`) {
+	if !errors.Is(err, ErrChainIDWithFile) || !strings.Contains(err.Error(), `chain-id cannot be checked: "lava-mainnet-1" is set but node file://`) {
 		t.Fatalf("chain-id with a file source: %v", err)
 	}
 	if _, err := NewSource(Options{Nodes: "file://localhost" + path}); err != nil {

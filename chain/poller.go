@@ -156,7 +156,7 @@ func (p *Poller) poll(ctx context.Context) (err error) {
 	want, last, hasLast := p.chainID, p.last, p.hasLast
 	p.mu.Unlock()
 	if want != "" && snap.ChainID != "" && snap.ChainID != want {
-		return fmt.Errorf("chain id mismatch: node %s reports %q, want %q; answer ignored", snap.Source, snap.ChainID, want)
+		return fmt.Errorf("%w: node %s reports %q, want %q; answer ignored", ErrChainIDMismatch, snap.Source, snap.ChainID, want)
 	}
 	if hasLast && snap.Height > 0 && snap.ChainID == last.ChainID && snap.Height < last.Height {
 		p.lowerStreak++

@@ -50,7 +50,9 @@ func TestPollerWithFakeNode(t *testing.T) {
 	}
 	// A lower height with other versions, a hostile version, a syncing node,
 	// each for several polls: nothing is published.
-	node.set(func(n *fakeNode) { n.value, n.height = recordedValue(t, "abci_query_protocol_params_at_height_90.json"), 90 })
+	node.set(func(n *fakeNode) {
+		n.value, n.height = recordedValue(t, "abci_query_protocol_params_at_height_90.json"), 90
+	})
 	waitHits(t, node, 6)
 	node.set(func(n *fakeNode) { n.height = 120 })
 	node.setVersions("6.2.7", "5.5.1", "9.9.9; rm -rf /", "5.5.1")

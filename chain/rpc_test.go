@@ -84,7 +84,7 @@ func TestRPCChainID(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := CheckChainID(ctx, src, "lava-mainnet-1", nil)
-	if err == nil || err.Error() != `chain id mismatch: node reports "lava", config says "lava-mainnet-1"` {
+	if !errors.Is(err, ErrChainIDMismatch) || err.Error() != `chain id mismatch: node reports "lava", config says "lava-mainnet-1"` {
 		t.Fatalf("mismatch: %v", err)
 	}
 	log, hook := testLog()
@@ -95,7 +95,7 @@ func TestRPCChainID(t *testing.T) {
 		t.Fatalf("the node's chain id was not logged: %+v", hook.AllEntries())
 	}
 	down := newTestSource(t, Options{Nodes: "tcp://" + closedAddr(t)})
-	if err := CheckChainID(ctx, down, "lava", nil); err == nil || !strings.Contains(err.Error(), "read chain id") {
+	if err := CheckChainID(ctx, down, "lava", nil); err == nil || errors.Is(err, ErrChainIDMismatch) || !strings.Contains(err.Error(), "read chain id") {
 		t.Fatalf("node down: %v", err)
 	}
 }

@@ -101,13 +101,21 @@ func splitNodes(s string) []string {
 	return out
 }
 
+// Errors of CheckChainID that must stop a start (errors.Is), as opposed to a
+// node that cannot be reached.
+var (
+	ErrChainIDMismatch = errors.New("chain id mismatch")
+	ErrChainIDWithFile = errors.New("chain-id cannot be checked")
+)
+
 // CheckChainID compares the node's chain id with the configured one. With want
 // empty it logs the node's id and accepts it. A file source has no chain id, so
 // a configured one is an error there.
 func CheckChainID(ctx context.Context, src Source, want string, log *logrus.Entry) error {
 	if _, ok := src.(*fileSource); ok {
 		if want != "" {
-			return fmt.Errorf("chain-id %q is set but node %s is a static file, which has no chain id", want, src)
+			return fmt.Errorf("%w: %q is set but node %s is a static file, which has no chain id",
+				ErrChainIDWithFile, want, src)
 		}
 		return nil
 	}
@@ -123,7 +131,7 @@ func CheckChainID(ctx context.Context, src Source, want string, log *logrus.Entr
 		return nil
 	}
 	if got != want {
-		return fmt.Errorf("chain id mismatch: node reports %q, config says %q", got, want)
+		return fmt.Errorf("%w: node reports %q, config says %q", ErrChainIDMismatch, got, want)
 	}
 	return nil
 }

@@ -305,7 +305,9 @@ func ReportedVersion(ctx context.Context, bin string) string {
 
 func reportedVersion(ctx context.Context, output OutputFunc, bin string) string {
 	if output == nil {
-		output = func(ctx context.Context, _ int, name string, _ ...string) ([]byte, error) { return runVersion(ctx, name) }
+		output = func(ctx context.Context, _ int, name string, _ ...string) ([]byte, error) {
+			return runVersion(ctx, name)
+		}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -393,6 +393,7 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("upgrade done: services stayed up on the release linked at start")
 	u.finish(from, to, ResultSuccess)
 	u.prune(from, to)
 	return nil

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/supervisor"
+	"github.com/lavavisor/lavavisor/upgrade"
+)
+
+type checkCmd struct {
+	JSON bool `name:"json" help:"Print the result as JSON."`
+}
+
+// checkReport is what `lavavisor check` prints.
+type checkReport struct {
+	Chain   *checkChain `json:"chain"`
+	Running string      `json:"running"`
+	Wanted  string      `json:"wanted"`
+	Source  string      `json:"source,omitempty"` // local | url
+	From    string      `json:"from,omitempty"`   // the folder or the URL
+	Restart []string    `json:"restart"`
+	Reason  string      `json:"reason"`
+	Due     bool        `json:"upgrade_due"`
+}
+
+type checkChain struct {
+	ProviderMin    string `json:"provider_min"`
+	ProviderTarget string `json:"provider_target"`
+	ConsumerMin    string `json:"consumer_min"`
+	ConsumerTarget string `json:"consumer_target"`
+	Height         int64  `json:"height"`
+}
+
+// Run is a dry run: it takes no lock and writes no file. Exit 0: nothing to
+// do; 3: an upgrade is due; 1: error.
+func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error {
+	h := newHome(g.Directory)
+	l := log.WithField("component", "check")
+	cfg, err := config.Load(h.configFile(), g.overrides(), config.Options{AllowNoServices: true})
+	if err != nil {
+		return err
+	}
+	src, err := chainSource(cfg, l)
+	if err != nil {
+		return err
+	}
+	snap, err := readChain(cfg, src, l)
+	if err != nil {
+		return err
+	}
+	if snap == nil {
+		return errors.New("cannot read the protocol versions from the chain (see the warning above)")
+	}
+	inst, err := releases(cfg, h, l, true)
+	if err != nil {
+		return err
+	}
+	r := checkReport{Chain: &checkChain{
+		ProviderMin: snap.Versions.ProviderMin.String(), ProviderTarget: snap.Versions.ProviderTarget.String(),
+		ConsumerMin: snap.Versions.ConsumerMin.String(), ConsumerTarget: snap.Versions.ConsumerTarget.String(),
+		Height: snap.Height,
+	}, Restart: []string{}}
+	running, _ := inst.Current()
+	if !running.IsZero() {
+		r.Running = running.String()
+	}
+	// Read-only: a missing state.json stays missing.
+	st, err := upgrade.OpenState(h.stateFile(), l)
+	if err != nil {
+		return err
+	}
+	up, err := newUpgrader(cfg, inst, st, l)
+	if err != nil {
+		return err
+	}
+	d := up.Decide(*snap)
+	r.Reason = d.Reason
+	if !d.Wanted.IsZero() {
+		r.Due, r.Wanted = true, d.Wanted.String()
+		r.Source, r.From = "url", "(auto-download is off: not available)"
+		if _, err := inst.Store.Verify(d.Wanted); err == nil {
+			r.Source, r.From = "local", inst.Store.ReleaseDir(d.Wanted)
+		} else if inst.Fetcher != nil {
+			r.From = inst.Fetcher.AssetURL(d.Wanted)
+		}
+		for _, svc := range cfg.Services {
+			if svc.Command == "" {
+				r.Restart = append(r.Restart, svc.Name)
+			}
+		}
+	}
+	if c.JSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Println(string(b))
+	} else {
+		printCheck(r)
+	}
+	if r.Due {
+		return &exitError{code: 3}
+	}
+	return nil
+}
+
+func printCheck(r checkReport) {
+	fmt.Printf("chain:    provider min %s target %s, consumer min %s target %s (height %d)\n",
+		r.Chain.ProviderMin, r.Chain.ProviderTarget, r.Chain.ConsumerMin, r.Chain.ConsumerTarget, r.Chain.Height)
+	fmt.Printf("running:  %s\n", orNone(r.Running))
+	if !r.Due {
+		fmt.Printf("wanted:   nothing to do (%s)\n", r.Reason)
+		return
+	}
+	fmt.Printf("wanted:   %s (%s)\n", r.Wanted, r.Reason)
+	fmt.Printf("from:     %s %s\n", r.Source, r.From)
+	fmt.Printf("restart:  %s\n", orNone(strings.Join(r.Restart, ", ")))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

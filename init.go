@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/supervisor"
+	"github.com/lavavisor/lavavisor/upgrade"
+)
+
+type initCmd struct {
+	AutoDownload *bool `name:"auto-download" help:"Download the release when it is not in the releases folder." env:"LAVAVISOR_AUTO_DOWNLOAD"`
+	AutoStart    bool  `name:"auto-start" help:"Then go on exactly as lavavisor start."`
+}
+
+// Run does the seven steps of the original `lavavisor init`: home and sample
+// config, versions from the chain, the release found or downloaded, verified,
+// the system-path link, and `current`.
+func (c *initCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
+	h := newHome(g.Directory)
+	l := log.WithField("component", "init")
+	if err := createHome(h, l); err != nil {
+		return err
+	}
+	o := g.overrides()
+	o.AutoDownload = c.AutoDownload
+	cfg, err := config.Load(h.configFile(), o, config.Options{AllowNoServices: true})
+	if err != nil {
+		return err
+	}
+	if err := c.link(cfg, h, l); err != nil {
+		return err
+	}
+	if !c.AutoStart {
+		return nil
+	}
+	start := startCmd{AutoDownload: c.AutoDownload}
+	return start.Run(g, log, sink)
+}
+
+func (c *initCmd) link(cfg *config.Config, h home, log *logrus.Entry) error {
+	lock, err := upgrade.TryLock(h.lockFile())
+	if err != nil {
+		return fmt.Errorf("home %s is in use: %w", h.root, err)
+	}
+	defer lock.Unlock()
+	src, err := chainSource(cfg, log)
+	if err != nil {
+		return err
+	}
+	snap, err := readChain(cfg, src, log)
+	if err != nil {
+		return err
+	}
+	if snap == nil {
+		return errors.New("cannot read the protocol versions from the chain (see the warning above): check --node")
+	}
+	inst, err := releases(cfg, h, log, false)
+	if err != nil {
+		return err
+	}
+	st, err := upgrade.OpenState(h.stateFile(), log)
+	if err != nil {
+		return err
+	}
+	if err := recordChain(st, *snap); err != nil {
+		return err
+	}
+	up, err := newUpgrader(cfg, inst, st, log)
+	if err != nil {
+		return err
+	}
+	d := up.Decide(*snap)
+	running, _ := inst.Current()
+	want := d.Wanted
+	candidates := d.Candidates
+	if want.IsZero() {
+		// Already on the right release: make sure it is sound and linked.
+		want, candidates = running, nil
+		candidates = append(candidates, running)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, m, err := inst.Obtain(ctx, candidates)
+	if err != nil {
+		return err
+	}
+	if err := inst.Link(v); err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"release": v.Tag(), "sha256": m.SHA256, "source": m.Source, "current": h.currentLink(), "system_link": inst.SystemLink}).Info("release linked")
+	return nil
+}
+
+// createHome makes the home and a commented sample config.yml, never
+// overwriting one.
+func createHome(h home, log *logrus.Entry) error {
+	if err := os.MkdirAll(h.root, 0o755); err != nil {
+		return fmt.Errorf("create home: %w", err)
+	}
+	// Written under a temporary name and hard-linked into place: atomic, and
+	// the link fails rather than overwrite a config.yml made meanwhile.
+	tmp := h.path(".tmp-config.yml")
+	if err := os.WriteFile(tmp, []byte(config.SampleConfig()), 0o644); err != nil {
+		return fmt.Errorf("write sample config: %w", err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, h.configFile()); errors.Is(err, fs.ErrExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("create sample config: %w", err)
+	}
+	log.WithField("file", h.configFile()).Info("created a sample config.yml: add your services to it (or use lavavisor create-service)")
+	return nil
+}
