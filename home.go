@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/lavavisor/lavavisor/chain"
 )
 
@@ -75,4 +77,17 @@ func (h home) lavapBinary() (string, string, error) {
 		return "", "", err
 	}
 	return filepath.Join(dir, "lavap"), tag, nil
+}
+
+// removeTemp removes what a killed instance left mid-write in the home
+// (.tmp-* of atomic writes). Called under the home lock only.
+func removeTemp(h home, log *logrus.Entry) {
+	leftovers, _ := filepath.Glob(h.path(".tmp-*"))
+	for _, p := range leftovers {
+		if err := os.RemoveAll(p); err != nil {
+			log.WithError(err).Warn("remove leftover temporary file")
+			continue
+		}
+		log.WithField("file", p).Info("removed a temporary file left by an earlier instance")
+	}
 }

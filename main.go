@@ -31,6 +31,10 @@ type Globals struct {
 	PollInterval *time.Duration `name:"poll-interval" help:"How often to read the chain (0: its average block time)." env:"LAVAVISOR_POLL_INTERVAL"`
 	LogLevel     string         `help:"Log level: debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"LAVAVISOR_LOG_LEVEL"`
 	LogFormat    string         `help:"Log format: text or json." default:"text" enum:"text,json" env:"LAVAVISOR_LOG_FORMAT"`
+	MetricsAddr  string         `name:"metrics-addr" help:"Serve /metrics, /healthz and /readyz on host:port (off when empty)." env:"LAVAVISOR_METRICS_ADDR"`
+	DownloadURL  *string        `name:"download-url" help:"Release asset URL template ({version}, {os}, {arch})." env:"LAVAVISOR_DOWNLOAD_URL"`
+	ChecksumsURL *string        `name:"checksums-url" help:"Checksums file URL template." env:"LAVAVISOR_CHECKSUMS_URL"`
+	ReleasesDir  *string        `name:"releases-dir" help:"Releases folder (default <home>/upgrades); may be shared by several instances." env:"LAVAVISOR_RELEASES_DIR"`
 }
 
 // CLI is the whole command tree.
@@ -73,12 +77,7 @@ func main() { os.Exit(runCLI(os.Args[1:])) }
 func runCLI(args []string) int {
 	var cli CLI
 	exit := -1
-	parser, err := kong.New(&cli,
-		kong.Name("lavavisor"),
-		kong.Description("Keeps Lava protocol services on the protocol version the chain requires."),
-		kong.UsageOnError(),
-		kong.Exit(func(code int) { exit = code }),
-	)
+	parser, err := newParser(&cli, func(code int) { exit = code })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lavavisor:", err)
 		return 1
@@ -111,6 +110,18 @@ func runCLI(args []string) int {
 	return 1
 }
 
+// newParser builds the command-line parser over cli; exit replaces kong's
+// os.Exit (after --help). The packaging tests parse the container arguments
+// of the Dockerfile, compose file and Kubernetes manifests with it.
+func newParser(cli *CLI, exit func(int)) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("lavavisor"),
+		kong.Description("Keeps Lava protocol services on the protocol version the chain requires."),
+		kong.UsageOnError(),
+		kong.Exit(exit),
+	)
+}
+
 // newLogger makes the one logger of the process; every log line and every
 // service line goes through the sink, so lines never interleave.
 func newLogger(g Globals) (*logrus.Logger, *supervisor.Sink) {
@@ -136,5 +147,8 @@ func (g *Globals) overrides() config.Overrides {
 		GRPCInsecure: g.GRPCInsecure,
 		ChainID:      g.ChainID,
 		PollInterval: g.PollInterval,
+		DownloadURL:  g.DownloadURL,
+		ChecksumsURL: g.ChecksumsURL,
+		ReleasesDir:  g.ReleasesDir,
 	}
 }

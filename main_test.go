@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 	for _, v := range []string{"6.2.5", "6.2.6", "6.2.7"} {
 		build(filepath.Join(fakeBuilds, v, "lavap"), "-ldflags", "-X main.version="+v, "./testdata/fakelavap")
 	}
+	// 6.2.8 has no version command (old releases); 6.2.9 reports a lagging
+	// number, as real v6.1.1 to v6.2.4 report 6.1.0.
+	build(filepath.Join(fakeBuilds, "6.2.8", "lavap"), "-ldflags", "-X main.version=6.2.8 -X main.noVersion=yes", "./testdata/fakelavap")
+	build(filepath.Join(fakeBuilds, "6.2.9", "lavap"), "-ldflags", "-X main.version=6.1.0", "./testdata/fakelavap")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

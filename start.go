@@ -107,6 +107,7 @@ func (s *session) run() error {
 	}
 	defer lock.Unlock()
 	log := s.log.WithField("component", "lavavisor")
+	removeTemp(s.home, log)
 
 	specs := s.specs(cfg)
 	upgradable := false

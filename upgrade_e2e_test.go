@@ -109,7 +109,10 @@ func upgradeHome(t *testing.T, rs *releaseServer, extra string, env ...string) *
 	h.place("6.2.5")
 	h.link("6.2.5")
 	h.versions("6.2.5", "6.2.5")
-	cfg := fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nmin-uptime: 300ms\nstop-timeout: 5s\nlink: none\n", h.dir)
+	cfg := fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nstop-timeout: 5s\nlink: none\n", h.dir)
+	if !strings.Contains(extra, "min-uptime") {
+		cfg += "min-uptime: 300ms\n"
+	}
 	if rs != nil {
 		cfg += fmt.Sprintf("auto-download: true\ndownload:\n  url: %s/v{version}/lavap-v{version}-{os}-{arch}\n  checksums: %s/v{version}/sha256sum.txt\n", rs.URL, rs.URL)
 	}

@@ -34,6 +34,9 @@ type PollerOptions struct {
 	// on the wrong network). When empty, the first answer's chain id is kept and
 	// enforced from then on.
 	ChainID string
+	// OnPoll, when set, is called after each poll with its error (nil: the
+	// source answered); for metrics. It must not block.
+	OnPoll func(err error)
 }
 
 // Poller is the chain actor: it polls a Source, validates each answer (SPEC §6.1)
@@ -102,6 +105,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		err := p.poll(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if p.o.OnPoll != nil {
+			p.o.OnPoll(err)
 		}
 		wait := p.o.Interval
 		if err != nil {

@@ -94,6 +94,12 @@ type Status struct {
 	Started  time.Time `json:"-"`
 	Restarts int       `json:"restarts"`
 	LastExit string    `json:"last_exit"`
+	// LastExitCode is the code of LastExit (128+N when killed by signal N);
+	// meaningless while LastExit is "".
+	LastExitCode int `json:"-"`
+	// Dropped counts the service's log lines lost to a blocked output.
+	Dropped    uint64 `json:"-"`
+	Upgradable bool   `json:"-"` // runs the current lavap release
 }
 
 // Started is a process started on request (an upgrade's restart). Early
@@ -133,6 +139,7 @@ type Service struct {
 	state    string
 	restarts int
 	lastExit string
+	lastCode int
 	release  string
 }
 
@@ -164,7 +171,8 @@ func (s *Service) setState(state string) {
 func (s *Service) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Name: s.spec.Name, State: s.state, Restarts: s.restarts, LastExit: s.lastExit, Release: s.release}
+	st := Status{Name: s.spec.Name, State: s.state, Restarts: s.restarts, LastExit: s.lastExit, LastExitCode: s.lastCode,
+		Release: s.release, Dropped: s.out.Dropped(), Upgradable: s.spec.Upgradable}
 	if s.proc != nil {
 		st.PID, st.Started, st.Release = s.proc.pid, s.proc.started, s.proc.release
 	}
@@ -428,7 +436,7 @@ func (s *Service) finish(p *proc, e Exit) {
 	}
 	s.mu.Lock()
 	s.proc = nil
-	s.lastExit = e.String()
+	s.lastExit, s.lastCode = e.String(), e.Code()
 	s.mu.Unlock()
 }
 

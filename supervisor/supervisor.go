@@ -31,10 +31,11 @@ type Supervisor struct {
 	killc chan struct{}
 	kill  sync.Once
 
-	applyc chan []Spec
-	mu     sync.Mutex
-	svcs   map[string]*handle
-	order  []string
+	applyc  chan []Spec
+	started chan struct{} // closed once Run has launched the first specs
+	mu      sync.Mutex
+	svcs    map[string]*handle
+	order   []string
 }
 
 type handle struct {
@@ -55,11 +56,12 @@ func New(opts Options) *Supervisor {
 		opts.Grace = 2 * time.Second
 	}
 	return &Supervisor{
-		opts:   opts,
-		log:    opts.Log,
-		killc:  make(chan struct{}),
-		applyc: make(chan []Spec),
-		svcs:   make(map[string]*handle),
+		opts:    opts,
+		log:     opts.Log,
+		killc:   make(chan struct{}),
+		applyc:  make(chan []Spec),
+		started: make(chan struct{}),
+		svcs:    make(map[string]*handle),
 	}
 }
 
@@ -121,6 +123,9 @@ func (s *Supervisor) Service(name string) (*Service, bool) {
 	return h.svc, true
 }
 
+// Started is closed once Run has launched its services.
+func (s *Supervisor) Started() <-chan struct{} { return s.started }
+
 // Upgradable lists the running services that run the current lavap release,
 // in config order.
 func (s *Supervisor) Upgradable() []*Service {
@@ -143,6 +148,7 @@ func (s *Supervisor) Run(ctx context.Context, specs []Spec) []Result {
 	ended := make(chan *handle)
 	var finished []Result
 	s.applySpecs(ctx, specs, ended)
+	close(s.started)
 	for {
 		if s.running() == 0 {
 			return s.sorted(finished)

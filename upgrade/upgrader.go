@@ -33,6 +33,8 @@ const (
 type Services interface {
 	// Upgradable lists the running lavap services, in config order.
 	Upgradable() []*supervisor.Service
+	// Started is closed once the services have been launched.
+	Started() <-chan struct{}
 }
 
 // Upgrader is the actor that moves the services to the release the chain
@@ -59,8 +61,9 @@ type Upgrader struct {
 	// Probation is set when the services were started on a release linked at
 	// start: they are watched for their min-uptime before anything else.
 	Probation *Journal
-	// OnResult is called after each upgrade attempt (metrics, tests); optional.
-	OnResult func(UpgradeRecord)
+	// OnResult is called after each upgrade attempt with how long it took
+	// (metrics, tests); optional.
+	OnResult func(rec UpgradeRecord, took time.Duration)
 
 	lastWarned chain.Version
 }
@@ -69,6 +72,11 @@ type Upgrader struct {
 func (u *Upgrader) Run(ctx context.Context) error {
 	if u.MaxRetry == 0 {
 		u.MaxRetry = 5 * time.Minute
+	}
+	select {
+	case <-u.Services.Started():
+	case <-ctx.Done():
+		return nil
 	}
 	if u.Probation != nil {
 		if err := u.watchStart(ctx, *u.Probation); err != nil {
@@ -176,11 +184,15 @@ func (u *Upgrader) journal(j *Journal) error {
 
 func (u *Upgrader) finish(from, to chain.Version, result string) {
 	rec := UpgradeRecord{From: from.String(), To: to.String(), Result: result, At: time.Now().UTC()}
+	var took time.Duration
+	if j := u.State.Get().Journal; j != nil && !j.Started.IsZero() {
+		took = rec.At.Sub(j.Started)
+	}
 	if err := u.State.Update(func(s *State) { s.Journal = nil; s.LastUpgrade = &rec }); err != nil {
 		u.Log.WithError(err).Error("record upgrade result")
 	}
 	if u.OnResult != nil {
-		u.OnResult(rec)
+		u.OnResult(rec, took)
 	}
 }
 

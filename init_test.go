@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// initHome is an empty --directory with a versions file wanting 6.2.6, and a
+// HOME of its own so that `link: auto` lands in <tmp>/go/bin/lavap.
+func initHome(t *testing.T) *testHome {
+	h := newTestHome(t)
+	h.versions("6.2.6", "6.2.6")
+	t.Setenv("HOME", filepath.Join(h.dir, "userhome"))
+	t.Setenv("PATH", "/usr/bin:/bin")
+	return h
+}
+
+func (h *testHome) nodeFlag() string { return "--node=file://" + filepath.Join(h.dir, "versions.yml") }
+
+func TestInitWithoutReleaseOrDownloadExits1(t *testing.T) {
+	h := initHome(t)
+	code, out := runLavavisor(t, "--directory", h.dir, h.nodeFlag(), "init")
+	if code != 1 || !strings.Contains(out, "6.2.6") || !strings.Contains(out, filepath.Join(h.root(), "upgrades")) {
+		t.Fatalf("code %d, output:\n%s", code, out)
+	}
+	// Step 1 still happened: home and a sample config; nothing linked.
+	if _, err := os.Stat(filepath.Join(h.root(), "config.yml")); err != nil {
+		t.Error("no sample config.yml")
+	}
+	if _, err := os.Lstat(filepath.Join(h.root(), "current")); err == nil {
+		t.Error("current linked without a release")
+	}
+}
+
+func TestInitDownloadsVerifiesAndLinks(t *testing.T) {
+	h := initHome(t)
+	rs := newReleaseServer(t)
+	code, out := runLavavisor(t, "--directory", h.dir, h.nodeFlag(),
+		"--download-url", rs.URL+"/v{version}/lavap-v{version}-{os}-{arch}", "--checksums-url", rs.URL+"/v{version}/sha256sum.txt",
+		"init", "--auto-download")
+	if code != 0 {
+		t.Fatalf("code %d, output:\n%s", code, out)
+	}
+	if h.currentTag() != "v6.2.6" {
+		t.Errorf("current = %q", h.currentTag())
+	}
+	if rel, _ := os.Readlink(filepath.Join(h.root(), "current")); filepath.IsAbs(rel) {
+		t.Errorf("current is not relative: %s", rel)
+	}
+	var m struct{ Version, SHA256, Source, ReportedVersion string }
+	b, _ := os.ReadFile(filepath.Join(h.root(), "upgrades", "v6.2.6", "manifest.json"))
+	if err := json.Unmarshal(b, &m); err != nil || m.Version != "6.2.6" || m.Source != "url" || len(m.SHA256) != 64 {
+		t.Errorf("manifest %s: %v", b, err)
+	}
+	sys := filepath.Join(h.dir, "userhome", "go", "bin", "lavap")
+	if target, err := os.Readlink(sys); err != nil || target != filepath.Join(h.root(), "upgrades", "v6.2.6", "lavap") {
+		t.Errorf("system link %s -> %s, %v", sys, target, err)
+	}
+	// A second init changes nothing and downloads nothing.
+	config, _ := os.ReadFile(filepath.Join(h.root(), "config.yml"))
+	code, out = runLavavisor(t, "--directory", h.dir, h.nodeFlag(), "init")
+	if code != 0 || rs.downloads("6.2.6") != 1 {
+		t.Errorf("second init: code %d, downloads %d\n%s", code, rs.downloads("6.2.6"), out)
+	}
+	if again, _ := os.ReadFile(filepath.Join(h.root(), "config.yml")); string(again) != string(config) {
+		t.Error("init rewrote config.yml")
+	}
+}
+
+func TestInitKeepsRegularFileAtSystemPath(t *testing.T) {
+	h := initHome(t)
+	h.place("6.2.6")
+	bin := filepath.Join(h.dir, "userhome", "go", "bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, "lavap"), []byte("old lavap"), 0o755)
+	t.Setenv("PATH", bin+":/usr/bin:/bin")
+	if code, out := runLavavisor(t, "--directory", h.dir, h.nodeFlag(), "init"); code != 0 {
+		t.Fatalf("code %d\n%s", code, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(bin, "lavap.bak")); err != nil || string(b) != "old lavap" {
+		t.Errorf("the old binary was not kept as lavap.bak: %q %v", b, err)
+	}
+}
+
+func TestInitAutoStartRuns(t *testing.T) {
+	h := initHome(t)
+	h.place("6.2.6")
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\nlink: none\nservices:\n", h.dir) + h.service("p1", ""))
+	p := h.start("init", "--auto-start")
+	p.waitFor("p1 started on 6.2.6", func() bool { return h.lastStartVersion("p1") == "6.2.6" })
+}
+
+// snapshotTree records every path with its mode, size, mtime and content.
+func snapshotTree(t *testing.T, root string) map[string]string {
+	out := map[string]string{}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, _ := os.Lstat(p)
+		s := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			s += " " + string(b)
+		} else if fi.Mode()&fs.ModeSymlink != 0 {
+			l, _ := os.Readlink(p)
+			s += " -> " + l
+		}
+		out[p] = s
+		return nil
+	})
+	return out
+}
+
+func TestCheckIsADryRun(t *testing.T) {
+	h := newTestHome(t)
+	h.place("6.2.5")
+	h.place("6.2.6")
+	h.link("6.2.5")
+	h.versions("6.2.5", "6.2.5")
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\nlink: none\nservices:\n", h.dir) + h.service("p1", "") + "  - name: tool\n    command: /bin/true\n")
+	before := snapshotTree(t, h.dir)
+	code, out := runLavavisor(t, "--directory", h.dir, "check")
+	if code != 0 || !strings.Contains(out, "nothing to do") {
+		t.Errorf("nothing due: code %d\n%s", code, out)
+	}
+	h.versions("6.2.5", "6.2.6")
+	before = snapshotTree(t, h.dir)
+	code, out = runLavavisor(t, "--directory", h.dir, "check", "--json")
+	if code != 3 {
+		t.Fatalf("due: code %d\n%s", code, out)
+	}
+	var r checkReport
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if r.Running != "6.2.5" || r.Wanted != "6.2.6" || r.Source != "local" || strings.Join(r.Restart, ",") != "p1" || r.Chain.ProviderTarget != "6.2.6" {
+		t.Errorf("report %+v", r)
+	}
+	after := snapshotTree(t, h.dir)
+	for p, s := range before {
+		if after[p] != s {
+			t.Errorf("check changed %s", p)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("check added files: %d -> %d", len(before), len(after))
+	}
+	os.Remove(filepath.Join(h.dir, "versions.yml"))
+	if code, out := runLavavisor(t, "--directory", h.dir, "check"); code != 1 {
+		t.Errorf("unreadable chain: code %d\n%s", code, out)
+	}
+}
