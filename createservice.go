@@ -126,7 +126,7 @@ func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sin
 	}
 
 	// Every check passed: only now is anything written.
-	undo, err := install(h, svcDir, base, src, srcMode, cfgPath, updated, cfgMode)
+	undo, err := install(svcDir, base, src, srcMode, cfgPath, updated, cfgMode)
 	if err != nil {
 		return err
 	}
@@ -217,8 +217,8 @@ func readServiceConfig(path string) ([]byte, fs.FileMode, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("lavap config file: %w", err)
 	}
-	// The copy may be read by the operator's tools but never becomes wider
-	// than 0644: provider configs can hold node URLs with API keys.
+	// The copy keeps the source's mode but never gets execute bits or group
+	// and other write (0644 at most), and its owner can always rewrite it.
 	return b, fi.Mode().Perm()&0o644 | 0o600, nil
 }
 
@@ -258,7 +258,7 @@ func serviceNode(cfg *config.Config) string {
 // install makes the service folder, copies the lavap config into it and
 // replaces config.yml, each atomically. The returned undo puts config.yml back
 // as it was and removes the folder.
-func install(h home, svcDir, base string, src []byte, srcMode fs.FileMode, cfgPath string, updated []byte, cfgMode fs.FileMode) (func(old []byte, created bool) error, error) {
+func install(svcDir, base string, src []byte, srcMode fs.FileMode, cfgPath string, updated []byte, cfgMode fs.FileMode) (func(old []byte, created bool) error, error) {
 	undo := func(old []byte, created bool) error {
 		var errs []error
 		if created {

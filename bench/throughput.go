@@ -1,0 +1,199 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// quiet is how long output must stop growing, once every writer has ended,
+// for a supervisor that does not exit by itself to count as drained.
+const quiet = 300 * time.Millisecond
+
+type tput struct {
+	mbps                float64
+	cpuPerGB            float64 // the supervisor's CPU seconds per GB delivered
+	written, delivered  int64
+	lost                int64
+	malformed, disorder int64
+}
+
+func (b *bench) throughput() (section, []goal) {
+	peers := []string{"supervisord"}
+	s := section{
+		title: "Log throughput to a file",
+		method: fmt.Sprintf("Each child writes 100-byte lines (`<id> <seq> xxx…`) in 100 kB writes for %g s, then records how many it wrote. "+
+			"The supervisor's output goes to a file: LavaVisor's stderr (`w1 | <line>`, NO_COLOR=1); supervisord's `stdout_logfile` per program "+
+			"(`stdout_logfile_maxbytes=0`, `redirect_stderr=true`). MB/s = payload bytes of the lines found intact in the output / "+
+			"(time the output last grew − the first writer's start); LavaVisor's prefix (12 more bytes a line here) is not counted. "+
+			"Lost = written − found, per child. "+
+			"One more child that only waits keeps every supervisor up once the writers have ended, so that its CPU time "+
+			"(utime + stime in /proc/PID/stat, its children not counted) is read after the output has been drained: CPU s/GB. "+
+			"On a shared machine, CPU per GB moves less than MB/s.", b.seconds),
+	}
+	var goals []goal
+	for _, n := range []int{1, 4} {
+		label := "throughput, " + children(n)
+		rs := b.runners(peers...)
+		samples, failures := rounds(b, label, rs, func(rn runner) (tput, error) { return b.throughputOnce(rn, n) },
+			func(t tput) string {
+				return fmt.Sprintf("%.0f MB/s, %.2f CPU s/GB, %d written, %d lost, %d malformed", t.mbps, t.cpuPerGB, t.written, t.lost, t.malformed)
+			})
+		lv := values(samples["LavaVisor"], func(t tput) float64 { return t.mbps })
+		t := table{header: []string{"children", "supervisor", "MB/s median (min–max)", "CPU s/GB", "lines written, median", "lines lost, all runs", "LavaVisor / peer"}}
+		for _, rn := range rs {
+			ss := samples[rn.name()]
+			mbps := values(ss, func(t tput) float64 { return t.mbps })
+			lost := sum(values(ss, func(t tput) float64 { return float64(t.lost) }))
+			t.rows = append(t.rows, []string{strconv.Itoa(n), rn.name(), spread(mbps, 0), spread(values(ss, func(t tput) float64 { return t.cpuPerGB }), 2),
+				spread(values(ss, func(t tput) float64 { return float64(t.written) }), 0), fmt.Sprintf("%.0f", lost), ratio(rn.name(), lv, mbps)})
+			for i, x := range ss {
+				if x.malformed > 0 || x.disorder > 0 {
+					s.notes = append(s.notes, fmt.Sprintf("%s, %s, run %d: %d malformed lines, %d out of order", children(n), rn.name(), i+1, x.malformed, x.disorder))
+				}
+			}
+		}
+		s.tables = append(s.tables, t)
+		s.notes = append(s.notes, failures...)
+		if sv := samples["supervisord"]; len(sv) > 0 && len(lv) > 0 {
+			r := median(lv) / median(values(sv, func(t tput) float64 { return t.mbps }))
+			goals = append(goals, goal{"log throughput ≥ 2× supervisord, " + children(n), fmt.Sprintf("%.2f×", r), r >= 2})
+		}
+		if len(lv) > 0 {
+			lost := sum(values(samples["LavaVisor"], func(t tput) float64 { return float64(t.lost + t.malformed) }))
+			goals = append(goals, goal{"0 lines lost or damaged, " + children(n), fmt.Sprintf("%.0f", lost), lost == 0})
+		}
+	}
+	return s, goals
+}
+
+func (b *bench) throughputOnce(rn runner, n int) (tput, error) {
+	r, err := b.newRun(fmt.Sprintf("throughput%d", n), rn)
+	if err != nil {
+		return tput{}, err
+	}
+	var writers []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("w%d", i)
+		writers = append(writers, name)
+		r.children = append(r.children, child{name, childArgs("write", name, r.tag,
+			"-seconds", strconv.FormatFloat(b.seconds, 'f', -1, 64), "-count", r.path("count-"+name))})
+	}
+	r.children = append(r.children, child{"idle", childArgs("wait", "idle", r.tag)})
+	p, cleanup, err := b.start(rn, r)
+	if err != nil {
+		return tput{}, err
+	}
+	defer cleanup()
+	logs := rn.childLogs(r)
+	deadline := time.Now().Add(time.Duration(b.seconds*float64(time.Second)) + time.Minute)
+	size, lastGrowth := int64(-1), time.Time{}
+	for {
+		if err := sleepCtx(b.ctx, 10*time.Millisecond); err != nil {
+			return tput{}, err
+		}
+		now := time.Now()
+		if sz := totalSize(logs); sz != size {
+			size, lastGrowth = sz, now
+		}
+		if !p.running() {
+			return tput{}, fmt.Errorf("supervisor exited (%s) during the run", p.exitText())
+		}
+		if countsDone(r, writers) && now.Sub(lastGrowth) >= quiet {
+			break
+		}
+		if now.After(deadline) {
+			return tput{}, fmt.Errorf("children or output not done after %s", time.Since(p.started).Round(time.Second))
+		}
+	}
+	cpu, err := cpuSeconds(p.cmd.Process.Pid)
+	if err != nil {
+		return tput{}, err
+	}
+	res := tput{}
+	written := map[string]int64{}
+	var first time.Time
+	for _, name := range writers {
+		lines, start, err := readCount(r.path("count-" + name))
+		if err != nil {
+			return tput{}, err
+		}
+		written[name] = lines
+		res.written += lines
+		if first.IsZero() || start.Before(first) {
+			first = start
+		}
+	}
+	t := newTally()
+	for _, l := range logs {
+		if err := t.file(l); err != nil {
+			return tput{}, err
+		}
+		// Gigabytes per run: free the disk before the next one.
+		os.Remove(l)
+	}
+	for name, w := range written {
+		var got int64
+		if c := t.children[name]; c != nil {
+			got = c.lines
+		}
+		res.delivered += got
+		if got < w {
+			res.lost += w - got
+		}
+	}
+	res.malformed, res.disorder = t.malformed, t.disorder
+	res.mbps = float64(res.delivered*lineLen) / lastGrowth.Sub(first).Seconds() / 1e6
+	if res.delivered > 0 {
+		res.cpuPerGB = cpu / (float64(res.delivered*lineLen) / 1e9)
+	}
+	return res, nil
+}
+
+func totalSize(paths []string) int64 {
+	var n int64
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// countsDone tells whether every writer has recorded its count: has ended.
+func countsDone(r *run, writers []string) bool {
+	for _, name := range writers {
+		if _, err := os.Stat(r.path("count-" + name)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// readCount reads a writer's `lines start_ns end_ns`.
+func readCount(path string) (int64, time.Time, error) {
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("writer count: %w", err)
+	}
+	f := strings.Fields(string(body))
+	if len(f) != 3 {
+		return 0, time.Time{}, fmt.Errorf("writer count %s: want 3 fields, got %q", path, body)
+	}
+	lines, err1 := strconv.ParseInt(f[0], 10, 64)
+	start, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, time.Time{}, fmt.Errorf("writer count %s: bad numbers %q", path, body)
+	}
+	return lines, time.Unix(0, start), nil
+}
+
+// children is "1 child", "4 children".
+func children(n int) string {
+	if n == 1 {
+		return "1 child"
+	}
+	return strconv.Itoa(n) + " children"
+}
