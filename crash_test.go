@@ -60,8 +60,8 @@ func TestKilledDuringRollingUpgradeResumes(t *testing.T) {
 		name string
 		at   func(h *testHome) bool // when to kill
 	}{
-		{"after the swap", func(h *testHome) bool { return h.currentTag() == "v6.2.6" }},
-		{"between two service restarts", func(h *testHome) bool { return h.lastStartVersion("p1") == "6.2.6" }},
+		{"swapped", func(h *testHome) bool { return h.currentTag() == "v6.2.6" }},
+		{"between", func(h *testHome) bool { return h.lastStartVersion("p1") == "6.2.6" }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := upgradeHome(t, nil, "min-uptime: 2s\n")

@@ -27,6 +27,10 @@ type Options struct {
 	// AllowNoServices accepts an empty services list, as `init` and `check`
 	// can; `start` cannot.
 	AllowNoServices bool
+	// Pod uses pod's defaults where the file and the flags are silent:
+	// auto-download on and link none (SPEC §4: a container fetches what the
+	// chain wants, and has no system path worth linking).
+	Pod bool
 }
 
 // Load reads the config file at path, decodes it strictly, applies o, fills
@@ -133,6 +137,9 @@ func parseYAML(data []byte, path string) (*yaml.Node, error) {
 // build turns a parsed file (nil for none) into a checked Config.
 func build(root *yaml.Node, path, abs string, o Overrides, opts Options) (*Config, error) {
 	c := Default()
+	if opts.Pod {
+		c.AutoDownload, c.Link = true, LinkNone
+	}
 	c.Path = abs
 	src := newSources(path)
 	src.requireServices = !opts.IgnoreServices && !opts.AllowNoServices

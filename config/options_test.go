@@ -172,3 +172,21 @@ func TestEffective(t *testing.T) {
 		t.Errorf("a command service got role %q", got.Role)
 	}
 }
+
+func TestPodDefaults(t *testing.T) {
+	c, err := Parse([]byte("node: file:///v.yml\n"), "config.yml", Overrides{}, Options{IgnoreServices: true, Pod: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.AutoDownload || c.Link != LinkNone {
+		t.Errorf("pod defaults: auto-download %v, link %q", c.AutoDownload, c.Link)
+	}
+	off := false
+	c, err = Parse([]byte("node: file:///v.yml\nlink: /usr/local/bin/lavap\n"), "config.yml", Overrides{AutoDownload: &off}, Options{IgnoreServices: true, Pod: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AutoDownload || c.Link != "/usr/local/bin/lavap" {
+		t.Errorf("file and flag must win over pod defaults: %v %q", c.AutoDownload, c.Link)
+	}
+}

@@ -7,6 +7,9 @@
 // real lavap does (fixtures/lavap_signal_tests.txt). Its environment tunes it:
 //
 //	FAKE_RECORD=file     append "start|signal|exit <pid> ..." lines to file
+//	FAKE_TIMELINE=file   append "<unix-nanos> start|signal|exit <pid> <version>"
+//	                     lines to file: start first thing in a run, signal as
+//	                     any trapped signal arrives, exit just before exiting
 //	FAKE_IGNORE=1        ignore SIGINT and SIGTERM
 //	FAKE_EXIT=code       exit with code at once (after FAKE_DELAY)
 //	FAKE_DELAY=dur       wait before FAKE_EXIT
@@ -50,6 +53,7 @@ func main() {
 		fmt.Println(version)
 		return
 	}
+	timeline("start")
 	record("start", strings.Join(args, " "))
 	fmt.Fprintf(os.Stderr, "INF fake lavap %s started pid=%d args=%q\n", version, os.Getpid(), args)
 
@@ -86,10 +90,12 @@ func main() {
 			}
 		}
 		record("exit", "0")
+		timeline("exit")
 		os.Exit(0)
 	}
 	if s, ok := os.LookupEnv("FAKE_NONL"); ok {
 		fmt.Fprint(os.Stderr, s)
+		timeline("exit")
 		os.Exit(0)
 	}
 	if s, ok := os.LookupEnv("FAKE_EXIT"); ok {
@@ -99,6 +105,7 @@ func main() {
 		code, _ := strconv.Atoi(s)
 		record("exit", s)
 		fmt.Fprintf(os.Stderr, "FTL fake lavap exiting with %d\n", code)
+		timeline("exit")
 		os.Exit(code)
 	}
 	var tick <-chan time.Time
@@ -111,6 +118,7 @@ func main() {
 		case <-tick:
 			fmt.Fprintf(os.Stderr, "INF fake lavap %s serving\n", version)
 		case s := <-sigc:
+			timeline("signal")
 			sig := s.(syscall.Signal)
 			record("signal", strings.TrimPrefix(unix(sig), "SIG"))
 			if ignore || sig == syscall.SIGUSR1 || sig == syscall.SIGUSR2 || sig == syscall.SIGHUP {
@@ -118,10 +126,12 @@ func main() {
 			}
 			if sig == syscall.SIGTERM {
 				record("exit", "143")
+				timeline("exit")
 				os.Exit(143) // real lavap does not trap SIGTERM
 			}
 			fmt.Fprintln(os.Stderr, "INF Provider Server signalChan")
 			record("exit", "0")
+			timeline("exit")
 			os.Exit(0)
 		}
 	}
@@ -155,4 +165,20 @@ func record(event, detail string) {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "%s %d %s %s\n", event, os.Getpid(), version, detail)
+}
+
+// timeline appends one timestamped line in a single write, for the upgrade
+// benchmark; it is a separate file so FAKE_RECORD's format stays untouched.
+func timeline(event string) {
+	path := os.Getenv("FAKE_TIMELINE")
+	if path == "" {
+		return
+	}
+	now := time.Now().UnixNano()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%d %s %d %s\n", now, event, os.Getpid(), version)
 }
