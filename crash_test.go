@@ -28,7 +28,6 @@ func assertConsistent(t *testing.T, h *testHome, p *proc, oldPids []int, allowed
 	if fmt.Sprintf("%x", sha256.Sum256(bin)) != m.SHA256 {
 		t.Errorf("current %s does not verify", cur)
 	}
-	h.noTemp(t)
 	for _, pid := range oldPids {
 		if alive(pid) {
 			t.Errorf("process %d of the killed instance is alive", pid)
@@ -49,6 +48,12 @@ func assertConsistent(t *testing.T, h *testHome, p *proc, oldPids []int, allowed
 			t.Errorf("%s runs %s, want one of %v", name, v, allowed)
 		}
 	}
+	// state.json is rewritten every poll: look for leftovers once stopped.
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	h.noTemp(t)
 }
 
 func allPids(h *testHome) []int { return append(h.pids("p1"), h.pids("p2")...) }

@@ -17,6 +17,7 @@ import (
 type initCmd struct {
 	AutoDownload *bool `name:"auto-download" help:"Download the release when it is not in the releases folder." env:"LAVAVISOR_AUTO_DOWNLOAD"`
 	AutoStart    bool  `name:"auto-start" help:"Then go on exactly as lavavisor start."`
+	keyringFlags
 }
 
 // Run does the seven steps of the original `lavavisor init`: home and sample
@@ -40,7 +41,7 @@ func (c *initCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) err
 	if !c.AutoStart {
 		return nil
 	}
-	start := startCmd{AutoDownload: c.AutoDownload}
+	start := startCmd{AutoDownload: c.AutoDownload, keyringFlags: c.keyringFlags}
 	return start.Run(g, log, sink)
 }
 

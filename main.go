@@ -45,6 +45,7 @@ type CLI struct {
 	Start   startCmd   `cmd:"" help:"Supervise the services of config.yml and keep them on the required version."`
 	Pod     podCmd     `cmd:"" aliases:"wrap" help:"Supervise one command (for containers): lavavisor pod -- lavap rpcprovider ..."`
 	Check   checkCmd   `cmd:"" help:"Dry run: print the chain's versions, the running and the wanted release; exit 3 when an upgrade is due."`
+	Status  statusCmd  `cmd:"" help:"Ask the running instance for its services, the chain's versions and the last upgrade."`
 	Version versionCmd `cmd:"" help:"Print LavaVisor's version."`
 
 	CreateService createServiceCmd `cmd:"" name:"create-service" help:"Add a lavap service to config.yml: copy its config file into services/<name>/ and append it, leaving the rest of the file as it was."`

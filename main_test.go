@@ -54,7 +54,14 @@ type testHome struct {
 
 func newTestHome(t *testing.T) *testHome {
 	t.Helper()
-	return &testHome{t: t, dir: t.TempDir()}
+	// Short: the control socket's path must fit in a unix socket address
+	// (107 bytes), and t.TempDir() under a long test name leaves no room.
+	dir, err := os.MkdirTemp("", "lv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return &testHome{t: t, dir: dir}
 }
 
 func (h *testHome) root() string { return filepath.Join(h.dir, ".lavavisor") }

@@ -17,6 +17,7 @@ type podCmd struct {
 	Name    string   `help:"Service name in logs." default:"lavap"`
 	Cmd     string   `help:"The command as one string, split like a shell would (quotes, backslashes; no expansion)." xor:"command"`
 	Command []string `arg:"" optional:"" passthrough:"" help:"The command after --; a first word lavap means the current release's lavap." xor:"command"`
+	keyringFlags
 }
 
 func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
@@ -36,10 +37,17 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 	h := newHome(g.Directory)
 	o := g.overrides()
 	o.Restart = c.Restart
-	load := func() (*config.Config, error) {
-		return config.Load(h.configFile(), o, config.Options{IgnoreServices: true, AllowMissing: true})
-	}
 	spec := supervisor.Spec{Name: c.Name, Args: argv[1:]}
+	// The command becomes the config's one service, so that its role (from
+	// rpcprovider/rpcconsumer) counts in upgrade decisions as in `start`.
+	load := func() (*config.Config, error) {
+		cfg, err := config.Load(h.configFile(), o, config.Options{IgnoreServices: true, AllowMissing: true, Pod: true})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Services = []config.Service{cfg.Effective(config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command})}
+		return cfg, nil
+	}
 	if argv[0] == "lavap" {
 		spec.Upgradable = true
 		spec.Binary = h.lavapBinary
@@ -54,19 +62,28 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		spec.Command = path
 		spec.Binary = func() (string, string, error) { return path, "", nil }
 	}
+	// The one service gets the password when one is given.
+	pw := &keyringPassword{flags: c.keyringFlags, wants: func(*config.Config) []string {
+		if !c.keyringFlags.given() {
+			return nil
+		}
+		return []string{c.Name}
+	}}
 	s := &session{
 		log:  log,
 		sink: sink,
 		home: h,
 		load: load,
 		specs: func(cfg *config.Config) []supervisor.Spec {
-			svc := cfg.Effective(config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command})
+			svc := cfg.Services[0]
 			sp := spec
 			sp.StopSignal, sp.StopTimeout = svc.StopSignal, svc.StopTimeout
 			sp.MinUptime, sp.Restart = svc.MinUptime, supervisor.RestartPolicy(svc.Restart)
-			return []supervisor.Spec{sp}
+			return pw.apply(cfg, []supervisor.Spec{sp})
 		},
-		exitCode: podExitCode,
+		exitCode:    podExitCode,
+		metricsAddr: g.MetricsAddr,
+		password:    pw,
 	}
 	return s.run()
 }

@@ -22,16 +22,21 @@ import (
 
 type startCmd struct {
 	AutoDownload *bool `name:"auto-download" help:"Download releases the chain asks for (default: config auto-download)." env:"LAVAVISOR_AUTO_DOWNLOAD"`
+	keyringFlags
 }
 
 func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
 	h := newHome(g.Directory)
 	o := g.overrides()
 	o.AutoDownload = c.AutoDownload
+	pw := &keyringPassword{flags: c.keyringFlags, wants: keyringServices}
 	load := func() (*config.Config, error) {
 		cfg, err := config.Load(h.configFile(), o, config.Options{})
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: run `lavavisor init` to create it", err)
+		}
+		if err == nil {
+			err = pw.check(cfg)
 		}
 		return cfg, err
 	}
@@ -41,9 +46,11 @@ func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) er
 		home: h,
 		load: load,
 		specs: func(cfg *config.Config) []supervisor.Spec {
-			return serviceSpecs(cfg, h)
+			return pw.apply(cfg, serviceSpecs(cfg, h))
 		},
-		exitCode: supervisor.ExitCode,
+		exitCode:    supervisor.ExitCode,
+		metricsAddr: g.MetricsAddr,
+		password:    pw,
 	}
 	return s.run()
 }
@@ -86,6 +93,9 @@ type session struct {
 	load     func() (*config.Config, error)
 	specs    func(*config.Config) []supervisor.Spec
 	exitCode func([]supervisor.Result) int // when every service ended for good
+
+	metricsAddr string           // --metrics-addr; "" for none
+	password    *keyringPassword // nil: no service is fed one
 }
 
 // allEnded ends the run group when no service is left to supervise.
@@ -107,6 +117,14 @@ func (s *session) run() error {
 	}
 	defer lock.Unlock()
 	log := s.log.WithField("component", "lavavisor")
+	if err := s.password.read(cfg, log); err != nil {
+		return err
+	}
+	ops, err := openOps(s.home, s.metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
 	removeTemp(s.home, log)
 
 	specs := s.specs(cfg)
@@ -177,6 +195,8 @@ func (s *session) run() error {
 		Sink:   s.sink,
 	})
 	up.Services = sup
+	up.OnResult = ops.upgraded
+	ops.watch(sup, st, cfg, specs)
 
 	// One Notify for the whole run, beside the run group's signal actor: a
 	// second SIGINT/SIGTERM must still be seen while the group shuts down.
@@ -218,7 +238,9 @@ func (s *session) run() error {
 			Record:   func(snap chain.Snapshot) error { return recordChain(st, snap) },
 			Initial:  snap,
 			ChainID:  cfg.ChainID,
+			OnPoll:   ops.polled,
 		})
+		ops.watchChain(poller)
 		up.Updates = poller.Subscribe()
 		up.Interval = interval
 		{
@@ -246,6 +268,7 @@ func (s *session) run() error {
 			})
 		}
 	}
+	ops.addActors(&g)
 	s.banner(log, cfg, specs)
 	err = g.Run()
 
