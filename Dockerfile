@@ -2,7 +2,7 @@
 #
 # LavaVisor image: lavavisor as PID 1, supervising lavap in the same container.
 #   docker build --build-arg VERSION=1.2.3 -t lavavisor .
-# docs/deploy.md explains how to run it; packaging_test.go checks this file
+# README.md (Running LavaVisor in containers) explains how to run it; packaging_test.go checks this file
 # against the real command-line parser.
 
 # Build stage: a static binary (CGO_ENABLED=0), without local paths in it
