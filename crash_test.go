@@ -34,13 +34,7 @@ func assertConsistent(t *testing.T, h *testHome, p *proc, oldPids []int, allowed
 		}
 	}
 	for _, name := range []string{"p1", "p2"} {
-		live := 0
-		for _, pid := range h.pids(name) {
-			if alive(pid) {
-				live++
-			}
-		}
-		if live != 1 {
+		if live := h.live(name); live != 1 {
 			t.Errorf("%s runs %d times", name, live)
 		}
 		v := h.lastStartVersion(name)
@@ -100,9 +94,7 @@ func TestKilledDuringRollingUpgradeResumes(t *testing.T) {
 
 func TestKilledDuringRollbackStaysOnPrevious(t *testing.T) {
 	h := upgradeHome(t, nil, "")
-	dir := filepath.Join(h.root(), "upgrades", "v6.2.6")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "lavap"), []byte("#!/bin/sh\n[ \"$1\" = version ] && { echo 6.2.6; exit 0; }\nexit 1\n"), 0o755)
+	h.placeCrashing("6.2.6")
 	p := h.start("start")
 	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
 	h.versions("6.2.5", "6.2.6")

@@ -120,6 +120,31 @@ func upgradeHome(t *testing.T, rs *releaseServer, extra string, env ...string) *
 	return h
 }
 
+// placeCrashing places a release that exits 1 at once, as lavap does with
+// a wrong working folder: a script standing in for a broken release.
+func (h *testHome) placeCrashing(version string) {
+	h.t.Helper()
+	dir := filepath.Join(h.root(), "upgrades", "v"+version)
+	script := "#!/bin/sh\n[ \"$1\" = version ] && { echo " + version + "; exit 0; }\necho 'FTL could not load config file' >&2\nexit 1\n"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lavap"), []byte(script), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// live counts the running processes of a service.
+func (h *testHome) live(name string) int {
+	n := 0
+	for _, pid := range h.pids(name) {
+		if alive(pid) {
+			n++
+		}
+	}
+	return n
+}
+
 func (h *testHome) currentTag() string {
 	dir, err := filepath.EvalSymlinks(filepath.Join(h.root(), "current"))
 	if err != nil {
@@ -230,10 +255,7 @@ func TestUpgradeChecksumMismatchThen404ThenFixed(t *testing.T) {
 
 func TestUpgradeCrashingReleaseRollsBackAndIsMarkedBad(t *testing.T) {
 	h := upgradeHome(t, nil, "")
-	// v6.2.6 crashes at once: a script standing in for a broken release.
-	dir := filepath.Join(h.root(), "upgrades", "v6.2.6")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "lavap"), []byte("#!/bin/sh\n[ \"$1\" = version ] && { echo 6.2.6; exit 0; }\necho 'FTL could not load config file' >&2\nexit 1\n"), 0o755)
+	h.placeCrashing("6.2.6")
 	p := h.start("start")
 	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
 	h.versions("6.2.5", "6.2.6")

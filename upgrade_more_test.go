@@ -64,13 +64,7 @@ func TestUpgradeTwoQuickChangesLatestWins(t *testing.T) {
 	}
 	// Never two processes of one service at once.
 	for _, name := range []string{"p1", "p2"} {
-		live := 0
-		for _, pid := range h.pids(name) {
-			if alive(pid) {
-				live++
-			}
-		}
-		if live != 1 {
+		if live := h.live(name); live != 1 {
 			t.Errorf("%s has %d live processes", name, live)
 		}
 	}
