@@ -176,9 +176,22 @@ func (h *testHome) state(t *testing.T) map[string]any {
 	return m
 }
 
+// noTemp checks the whole home for leftovers of atomic writes; call it once
+// lavavisor stopped (state.json is rewritten every poll while it runs).
 func (h *testHome) noTemp(t *testing.T) {
 	t.Helper()
-	filepath.Walk(h.root(), func(p string, fi os.FileInfo, err error) error {
+	noTempUnder(t, h.root())
+}
+
+// noReleaseTemp checks the releases folder only; safe while lavavisor runs.
+func (h *testHome) noReleaseTemp(t *testing.T) {
+	t.Helper()
+	noTempUnder(t, filepath.Join(h.root(), "upgrades"))
+}
+
+func noTempUnder(t *testing.T, root string) {
+	t.Helper()
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && strings.HasPrefix(fi.Name(), ".tmp") {
 			t.Errorf("temporary file left: %s", p)
 		}
@@ -209,11 +222,12 @@ func TestUpgradeTargetRaisedRollsEveryService(t *testing.T) {
 	if lu["from"] != "6.2.5" || lu["to"] != "6.2.6" || lu["result"] != "success" {
 		t.Errorf("last_upgrade %v", lu)
 	}
-	h.noTemp(t)
+	h.noReleaseTemp(t)
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
+	h.noTemp(t)
 }
 
 func TestUpgradeModeMinWaitsForMinimum(t *testing.T) {
@@ -248,7 +262,7 @@ func TestUpgradeChecksumMismatchThen404ThenFixed(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.root(), "upgrades", "v6.2.6")); err == nil {
 		t.Error("a failed fetch left a release folder")
 	}
-	h.noTemp(t)
+	h.noReleaseTemp(t)
 	rs.set(func(rs *releaseServer) { rs.missing["6.2.6"] = false })
 	p.waitFor("moved once the server is fixed", func() bool { return h.lastStartVersion("p2") == "6.2.6" })
 }

@@ -106,7 +106,7 @@ func TestSIGTERMDuringRollingRestart(t *testing.T) {
 			t.Errorf("pid %d survived", pid)
 		}
 	}
-	h.noTemp(t)
+	h.noTemp(t) // stopped: nothing may be left mid-write
 	if !strings.Contains(p.out.String(), "upgrader stopped") {
 		t.Error("no trace of the upgrader stopping")
 	}
