@@ -156,3 +156,31 @@ func TestCheckIsADryRun(t *testing.T) {
 		t.Errorf("unreadable chain: code %d\n%s", code, out)
 	}
 }
+
+// Two instances with their own homes and one shared releases folder, started
+// at once, download once and both succeed.
+func TestSharedReleasesDirDownloadsOnce(t *testing.T) {
+	rs := newReleaseServer(t)
+	shared := t.TempDir()
+	a, b := initHome(t), newTestHome(t)
+	b.versions("6.2.6", "6.2.6")
+	var procs []*proc
+	for _, h := range []*testHome{a, b} {
+		procs = append(procs, h.start(h.nodeFlag(), "--releases-dir", shared,
+			"--download-url", rs.URL+"/v{version}/lavap-v{version}-{os}-{arch}", "--checksums-url", rs.URL+"/v{version}/sha256sum.txt",
+			"init", "--auto-download"))
+	}
+	for i, p := range procs {
+		if code := p.wait(); code != 0 {
+			t.Errorf("instance %d: exit %d\n%s", i, code, p.out.String())
+		}
+	}
+	if n := rs.downloads("6.2.6"); n != 1 {
+		t.Errorf("%d downloads, want 1", n)
+	}
+	for _, h := range []*testHome{a, b} {
+		if target, _ := filepath.EvalSymlinks(filepath.Join(h.root(), "current")); target != filepath.Join(shared, "v6.2.6") {
+			t.Errorf("current -> %s", target)
+		}
+	}
+}
