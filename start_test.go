@@ -299,3 +299,42 @@ func zombiesOf(pid int) int {
 	}
 	return n
 }
+
+// A closed terminal (the read end of its output gone) must not kill
+// LavaVisor with SIGPIPE, nor stop its services.
+func TestClosedOutputDoesNotKill(t *testing.T) {
+	h := twoServices(t, "", "FAKE_TICK=5ms")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(lavavisorBin, "--directory", h.dir, "start")
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { cmd.Process.Kill(); <-done }()
+	buf := make([]byte, 4096)
+	if _, err := r.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // the terminal goes away
+	p := &proc{t: t, done: make(chan struct{})}
+	p.waitFor2(t, "both services started", func() bool { return h.count("provider-eth", "start") == 1 && h.count("provider-lava", "start") == 1 })
+	pid := h.pids("provider-eth")[0]
+	// LavaVisor logs into the closed pipe (ticks, and the forwarding line)
+	// and still forwards the signal: it is alive and working.
+	cmd.Process.Signal(syscall.SIGUSR1)
+	p.waitFor2(t, "USR1 forwarded", func() bool { return h.count("provider-eth", "signal") == 1 })
+	if !alive(pid) || !alive(cmd.Process.Pid) || h.count("provider-eth", "start") != 1 {
+		t.Fatal("a service or lavavisor died after the output closed")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	done <- nil
+}
