@@ -48,6 +48,29 @@ type lineEncoder interface {
 	appendLine(dst, line []byte, continued bool, at time.Time) []byte
 }
 
+// blockEncoder is a lineEncoder that also formats many lines in one call,
+// sparing a call and a UTF-8 check per line.
+type blockEncoder interface {
+	// appendBlock appends the lines of d (each ending in '\n', a '\r' before
+	// it is a CRLF ending) until dst holds limit bytes; valid tells that d is
+	// valid UTF-8. It returns what is left of d and how many lines it formatted.
+	appendBlock(dst, d []byte, valid bool, limit int) (_, rest []byte, n int)
+}
+
+// validUTF8 is utf8.Valid, faster on the plain ASCII of most logs; valid
+// lines joined by '\n' are valid, so a block is checked once, not per line.
+func validUTF8(b []byte) bool {
+	i := 0
+	for ; i+32 <= len(b); i += 32 {
+		x := binary.LittleEndian.Uint64(b[i:]) | binary.LittleEndian.Uint64(b[i+8:]) |
+			binary.LittleEndian.Uint64(b[i+16:]) | binary.LittleEndian.Uint64(b[i+24:])
+		if x&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	return utf8.Valid(b[i:])
+}
+
 // lineFormatter is implemented by the formatters of this package: their service
 // lines are formatted without building an entry per line.
 type lineFormatter interface {
@@ -284,6 +307,25 @@ type textLineEncoder struct {
 func (e *textLineEncoder) appendLine(dst, line []byte, continued bool, _ time.Time) []byte {
 	dst = append(dst, e.currentPrefix()...)
 	return appendTextLine(dst, line, continued)
+}
+
+func (e *textLineEncoder) appendBlock(dst, d []byte, valid bool, limit int) (_, rest []byte, n int) {
+	prefix := e.currentPrefix()
+	for len(d) > 0 && len(dst) < limit {
+		j := bytes.IndexByte(d, '\n')
+		dst = append(dst, prefix...)
+		switch {
+		case j > 0 && d[j-1] == '\r':
+			dst = appendTextLine(dst, d[:j-1], false)
+		case valid:
+			dst = append(dst, d[:j+1]...)
+		default:
+			dst = appendTextLine(dst, d[:j], false)
+		}
+		d = d[j+1:]
+		n++
+	}
+	return dst, d, n
 }
 
 func (e *textLineEncoder) currentPrefix() []byte {

@@ -260,3 +260,47 @@ func sortedKeys(m map[string]any) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+func TestValidUTF8MatchesUTF8Valid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 20_000 {
+		b := []byte(pattern(rng.IntN(100), byte(rng.IntN(26))))
+		for range rng.IntN(3) {
+			if len(b) > 0 {
+				b[rng.IntN(len(b))] = byte(0x80 + rng.IntN(0x80))
+			}
+		}
+		if rng.IntN(4) == 0 && len(b) >= 4 {
+			copy(b[rng.IntN(len(b)-3):], "世")
+		}
+		if got, want := validUTF8(b), utf8.Valid(b); got != want {
+			t.Fatalf("validUTF8(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+// TestTextBlockMatchesLines: formatting a block of lines at once gives the bytes
+// of formatting each line, CRLF endings and invalid UTF-8 included.
+func TestTextBlockMatchesLines(t *testing.T) {
+	f := NewTextFormatter(false)
+	f.(*textFormatter).register("provider-eth")
+	enc := f.(lineFormatter).newLineEncoder("provider-eth", "stdout")
+	var block, want []byte
+	for _, line := range append(tricky, "ok", "crlf\r", "", "\r", "a\rb") {
+		block = append(block, line...)
+		block = append(block, '\n')
+		want = enc.appendLine(want, trimCR([]byte(line)), false, time.Now())
+	}
+	be := enc.(blockEncoder)
+	for _, valid := range []bool{false, validUTF8(block)} {
+		got, rest, n := be.appendBlock(nil, block, valid, 1<<20)
+		if !bytes.Equal(got, want) || len(rest) != 0 || n != len(tricky)+5 {
+			t.Fatalf("valid=%v: %d lines, %d bytes left:\n got %q\nwant %q", valid, n, len(rest), got, want)
+		}
+	}
+	// A limit stops it at the end of the line that reaches it.
+	got, rest, n := be.appendBlock(nil, []byte("one\ntwo\nthree\n"), true, 5)
+	if string(got) != "provider-eth | one\n" || string(rest) != "two\nthree\n" || n != 1 {
+		t.Errorf("with a limit: got %q, rest %q, n %d", got, rest, n)
+	}
+}

@@ -23,16 +23,17 @@ const (
 )
 
 const (
-	// readSize is one default pipe buffer: a full pipe is emptied in one read.
-	readSize = 64 << 10
-	// chunkSize is the unit the queue allocates; small reads are packed into it.
-	chunkSize = 64 << 10
+	// chunkSize is the unit of memory of the queue and of a Pump's read buffer:
+	// a read buffer full of lines is queued as it is, small reads are packed.
+	chunkSize = 256 << 10
+	// readSize leaves room in a read buffer for the line carried over.
+	readSize = chunkSize - 4<<10
+	// minRead is the least room a read is given before a read buffer grows
+	// for a line still waiting for its end.
+	minRead = 4 << 10
 	// batchSize is how many formatted bytes go out in one Write.
-	batchSize = 64 << 10
-	// freeChunksIdle bounds the memory an idle service keeps for its next burst;
-	// a busy one keeps a queue's worth, not to churn the garbage collector.
-	freeChunksIdle = 4
-	lastLinesKept  = 20
+	batchSize     = 256 << 10
+	lastLinesKept = 20
 	// lastLineMax keeps an error message built from LastLines readable.
 	lastLineMax = 4 << 10
 	// dropReportEvery spaces the drop warnings of an output that is slow but moving.
@@ -47,6 +48,10 @@ type Sink struct {
 
 	mu sync.Mutex
 	w  io.Writer
+	// chunks holds the queues' free chunks, shared by every service: a busy
+	// service reuses its chunks without feeding the garbage collector, and an
+	// idle one gives them back at the next collections.
+	chunks sync.Pool
 	// since is when the Write holding mu began (UnixNano), 0 between Writes:
 	// the one place that sees a blocked output, whoever is writing.
 	since atomic.Int64
@@ -90,13 +95,19 @@ type OutputOptions struct {
 
 // chunk is a run of lines of one stream, queued for the writer.
 type chunk struct {
-	data   []byte // whole lines, each ending in '\n'
+	data []byte // whole lines, each ending in '\n'
+	// mem is the chunkSize buffer data lies in when it comes from (and goes
+	// back to) Sink.chunks; nil for pieces and lines longer than a chunk.
+	mem    []byte
 	stream string
 	at     time.Time // when the lines were read
 	// piece marks data as one piece of a line plus a '\n' of our own: a '\r'
 	// before it is content, not a CRLF ending.
 	piece     bool
 	continued bool
+	// invalid tells that data may not be valid UTF-8; it is checked as it is
+	// read, while in the CPU's cache, not once it has waited in the queue.
+	invalid bool
 }
 
 // Output is one service's log pump; it lives for the whole life of the service
@@ -122,7 +133,6 @@ type Output struct {
 	closing         bool
 	unreported      uint64
 	firstUnreported time.Time
-	free            []*chunk
 	roomFreed       chan struct{} // closed when room is freed; made by a waiting Pump
 	last            lineRing
 }
@@ -178,12 +188,14 @@ func (o *Output) LastLines(n int) []string {
 // per pipe per child start; stdout and stderr may be pumped at the same time.
 func (o *Output) Pump(stream string, r io.Reader) error {
 	p := pump{o: o, stream: stream, max: o.opts.MaxLine, read: min(readSize, o.opts.MaxLine)}
-	p.buf = make([]byte, p.read+4096)
+	p.own = o.sink.newChunk()
+	p.buf = p.own.mem
+	defer func() { o.sink.freeChunk(p.own) }()
 	for {
-		if len(p.buf)-p.n < p.read {
+		if len(p.buf)-p.n < min(p.read, minRead) {
 			p.grow()
 		}
-		n, err := r.Read(p.buf[p.n : p.n+p.read])
+		n, err := r.Read(p.buf[p.n : p.n+min(p.read, len(p.buf)-p.n)])
 		if n > 0 {
 			p.consume(n, time.Now())
 		}
@@ -219,6 +231,9 @@ type pump struct {
 	// reads before needs its length checked.
 	read int
 	buf  []byte
+	// own holds buf while it is a chunk's memory; nil while a long line has
+	// grown buf beyond it.
+	own  *chunk
 	n    int
 	cont bool // the waiting line continues one already split
 }
@@ -227,6 +242,8 @@ func (p *pump) grow() {
 	nb := make([]byte, max(2*len(p.buf), p.n+p.read))
 	copy(nb, p.buf[:p.n])
 	p.buf = nb
+	p.o.sink.freeChunk(p.own)
+	p.own = nil
 }
 
 // consume handles n bytes just read after the waiting line.
@@ -249,15 +266,29 @@ func (p *pump) consume(n int, at time.Time) {
 		start = p.n + i + 1
 	}
 	end := p.n + bytes.LastIndexByte(fresh, '\n') + 1
+	if end-start >= chunkSize/2 && p.own != nil {
+		// Mostly lines: the buffer itself is queued, and only the start of
+		// the next line is copied, to a new buffer. A buffer is never queued
+		// less than half full, so the queue's memory stays within twice its
+		// bound.
+		c := p.own
+		p.own = p.o.sink.newChunk()
+		p.buf = p.own.mem
+		p.n = copy(p.buf, c.mem[end:p.n+n])
+		c.data = c.mem[start:end]
+		c.invalid = !validUTF8(c.data)
+		p.o.enqueueChunk(p.stream, c, at)
+		return
+	}
 	if start < end {
 		p.o.enqueueLines(p.stream, p.buf[start:end], at)
 	}
 	p.n = copy(p.buf, p.buf[end:p.n+n])
-	if len(p.buf) > 4*(p.read+4096) && p.n <= p.read {
+	if p.own == nil && p.n <= chunkSize/2 {
 		// The long line is over: give its memory back.
-		nb := make([]byte, p.read+4096)
-		p.n = copy(nb, p.buf[:p.n])
-		p.buf = nb
+		p.own = p.o.sink.newChunk()
+		p.n = copy(p.own.mem, p.buf[:p.n])
+		p.buf = p.own.mem
 	}
 }
 
@@ -284,6 +315,7 @@ func trimCR(line []byte) []byte {
 
 // enqueueLines copies whole lines (each ending in '\n') into the queue.
 func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
+	invalid := !validUTF8(lines)
 	o.mu.Lock()
 	o.last.addLines(lines)
 	room := o.roomLocked(len(lines))
@@ -301,11 +333,50 @@ func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 		o.dropLocked(bytes.Count(lines[cut:], []byte{'\n'}))
 		lines = lines[:cut]
 	}
-	if len(lines) > 0 {
-		c := o.tailLocked(stream, at, len(lines))
-		c.data = append(c.data, lines...)
-		o.queued += len(lines)
+	o.queued += len(lines)
+	for len(lines) > 0 {
+		c := o.tailLocked(stream, at, lines)
+		k := min(len(lines), cap(c.data)-len(c.data))
+		if k < len(lines) {
+			k = bytes.LastIndexByte(lines[:k], '\n') + 1
+		}
+		c.data = append(c.data, lines[:k]...)
+		c.invalid = c.invalid || invalid
+		lines = lines[k:]
 	}
+	o.mu.Unlock()
+	o.wake()
+}
+
+// enqueueChunk queues c, whose data are whole lines (each ending in '\n'),
+// without copying them; the room it takes and the lines it may lose are those
+// of enqueueLines.
+func (o *Output) enqueueChunk(stream string, c *chunk, at time.Time) {
+	o.mu.Lock()
+	o.last.addLines(c.data)
+	room := o.roomLocked(len(c.data))
+	if o.closing {
+		o.dropLocked(bytes.Count(c.data, []byte{'\n'}))
+		o.mu.Unlock()
+		o.sink.freeChunk(c)
+		return
+	}
+	if len(c.data) > room {
+		cut := 0
+		if room > 0 {
+			cut = bytes.LastIndexByte(c.data[:room], '\n') + 1
+		}
+		o.dropLocked(bytes.Count(c.data[cut:], []byte{'\n'}))
+		c.data = c.data[:cut]
+	}
+	if len(c.data) == 0 {
+		o.mu.Unlock()
+		o.sink.freeChunk(c)
+		return
+	}
+	c.stream, c.at = stream, at
+	o.queue = append(o.queue, c)
+	o.queued += len(c.data)
 	o.mu.Unlock()
 	o.wake()
 }
@@ -328,9 +399,12 @@ func (o *Output) enqueuePiece(stream string, piece []byte, continued bool, at ti
 	o.wake()
 }
 
-// tailLocked returns a queued chunk with room for n more bytes of stream's
-// lines read at at: packing small reads keeps the queue's memory near its bound.
-func (o *Output) tailLocked(stream string, at time.Time, n int) *chunk {
+// tailLocked returns a queued chunk with room for at least the first of lines
+// (stream's lines read at at): packing small reads keeps the queue's memory near
+// its bound. Chunks have one size, so that they are reused, unless a line is
+// longer.
+func (o *Output) tailLocked(stream string, at time.Time, lines []byte) *chunk {
+	n := bytes.IndexByte(lines, '\n') + 1
 	if k := len(o.queue); k > 0 {
 		t := o.queue[k-1]
 		// Same second: the JSON time of the lines stays theirs.
@@ -339,11 +413,11 @@ func (o *Output) tailLocked(stream string, at time.Time, n int) *chunk {
 		}
 	}
 	var c *chunk
-	if k := len(o.free); k > 0 && n <= chunkSize {
-		c = o.free[k-1]
-		o.free = o.free[:k-1]
+	if n <= chunkSize {
+		c = o.sink.newChunk()
+		c.data = c.mem[:0]
 	} else {
-		c = &chunk{data: make([]byte, 0, max(n, chunkSize))}
+		c = &chunk{data: make([]byte, 0, n)}
 	}
 	c.stream, c.at = stream, at
 	o.queue = append(o.queue, c)
@@ -474,12 +548,6 @@ func (o *Output) run() {
 		case closing:
 			return
 		default:
-			o.mu.Lock()
-			if len(o.free) > freeChunksIdle {
-				clear(o.free[freeChunksIdle:])
-				o.free = o.free[:freeChunksIdle]
-			}
-			o.mu.Unlock()
 			<-o.kick
 		}
 	}
@@ -489,13 +557,26 @@ func (o *Output) run() {
 // the next lines.
 func (o *Output) release(c *chunk) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.queued -= len(c.data)
-	if !c.piece && cap(c.data) == chunkSize && len(o.free) <= o.opts.QueueBytes/chunkSize {
-		c.data = c.data[:0]
-		o.free = append(o.free, c)
-	}
 	o.signalRoomLocked()
+	o.mu.Unlock()
+	o.sink.freeChunk(c)
+}
+
+// newChunk returns a chunk whose mem is a chunkSize buffer.
+func (s *Sink) newChunk() *chunk {
+	if c, ok := s.chunks.Get().(*chunk); ok {
+		return c
+	}
+	return &chunk{mem: make([]byte, chunkSize)}
+}
+
+// freeChunk gives c's memory to the next lines, if it came from newChunk.
+func (s *Sink) freeChunk(c *chunk) {
+	if c != nil && c.mem != nil {
+		*c = chunk{mem: c.mem}
+		s.chunks.Put(c)
+	}
 }
 
 // batchWriter is the writer goroutine's state.
@@ -515,9 +596,15 @@ func (w *batchWriter) write(batch []*chunk) {
 			continue
 		}
 		enc := w.encoder(c.stream)
+		be, block := enc.(blockEncoder)
+		block = block && !c.piece
 		for d := c.data; len(d) > 0; {
 			var n int
-			w.buf, d, n = appendLines(enc, w.buf, d, c)
+			if block {
+				w.buf, d, n = be.appendBlock(w.buf, d, !c.invalid, batchSize)
+			} else {
+				w.buf, d, n = appendLines(enc, w.buf, d, c)
+			}
 			w.lines += n
 			if len(w.buf) < batchSize {
 				continue

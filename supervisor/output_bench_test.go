@@ -45,8 +45,9 @@ func BenchmarkOutputThroughput(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer r.Close()
+			enlargePipe(r)
 			line := append(bytes.Repeat([]byte("lavap INF 12:00:00 relay ok "), 4)[:99], '\n')
-			block := bytes.Repeat(line, 640)
+			block := bytes.Repeat(line, 1000)
 			b.SetBytes(int64(len(line)))
 			cpu := cpuTime(b)
 			b.ResetTimer()
@@ -54,7 +55,7 @@ func BenchmarkOutputThroughput(b *testing.B) {
 			go func() {
 				defer pw.Close()
 				for left := b.N; left > 0; {
-					n := min(left, 640)
+					n := min(left, 1000)
 					if _, err := pw.Write(block[:n*len(line)]); err != nil {
 						written <- err
 						return

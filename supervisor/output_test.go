@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,16 +311,21 @@ func TestNoLineLostUnderLoad(t *testing.T) {
 	// BlockedAfter is long so that a busy test machine descheduling the writer
 	// in a Write cannot pass for a blocked output.
 	t.Run("default queue", func(t *testing.T) {
-		testNoLineLost(t, OutputOptions{BlockedAfter: time.Minute})
+		testNoLineLost(t, OutputOptions{BlockedAfter: time.Minute}, false)
+	})
+	// With a 1 MiB pipe that the Pump lets fill, reads fill whole chunks that
+	// are queued as they are.
+	t.Run("1 MiB pipe, output slower than the child", func(t *testing.T) {
+		testNoLineLost(t, OutputOptions{QueueBytes: 4 << 10, BlockedAfter: time.Minute}, true)
 	})
 	// A queue smaller than one read is full all the time: the child must be
 	// held back, not cut.
 	t.Run("output slower than the child", func(t *testing.T) {
-		testNoLineLost(t, OutputOptions{QueueBytes: 4 << 10, BlockedAfter: time.Minute})
+		testNoLineLost(t, OutputOptions{QueueBytes: 4 << 10, BlockedAfter: time.Minute}, false)
 	})
 }
 
-func testNoLineLost(t *testing.T, opts OutputOptions) {
+func testNoLineLost(t *testing.T, opts OutputOptions, bigPipe bool) {
 	const lines = 200_000
 	check := &sequenceChecker{prefix: "provider-eth | "}
 	log := logrus.New()
@@ -330,6 +336,9 @@ func testNoLineLost(t *testing.T, opts OutputOptions) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	if bigPipe {
+		enlargePipe(r)
+	}
 	written := make(chan error, 1)
 	go func() {
 		defer w.Close()
@@ -653,4 +662,97 @@ func openTemp(t *testing.T) (*os.File, error) {
 		t.Cleanup(func() { f.Close() })
 	}
 	return f, err
+}
+
+// bigReads returns up to n bytes a read, more than a chunk: the reads a Pump
+// gets from a full 1 MiB pipe.
+type bigReads struct {
+	data []byte
+	rng  *rand.Rand
+}
+
+func (r *bigReads) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 1+r.rng.IntN(3*chunkSize))], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestPumpQueuesWholeReadBuffers feeds reads of up to 750 kB, so that read
+// buffers full of lines are queued as they are, with lines of every kind
+// around them: each must come out as from the line by line path.
+func TestPumpQueuesWholeReadBuffers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const max = 200 << 10
+	var input, want []byte
+	for i := 0; len(input) < 8<<20; i++ {
+		var line []byte
+		switch k := rng.IntN(1000); {
+		case k == 0:
+			// Longer than MaxLine (split), or than a read buffer (grown).
+			line = []byte(pattern(max+rng.IntN(2*max), byte(i)))
+		case k < 20:
+			line = []byte(pattern(rng.IntN(50), byte(i)) + "bad \xff\xc3")
+		default:
+			line = []byte(pattern(rng.IntN(300), byte(i)))
+		}
+		input = append(input, line...)
+		if rng.IntN(10) == 0 {
+			input = append(input, '\r')
+		}
+		input = append(input, '\n')
+		for k := 0; k == 0 || k < len(line); k += max {
+			want = append(want, "provider-eth | "...)
+			if k > 0 {
+				want = append(want, continuedMark...)
+			}
+			want = append(want, bytes.ToValidUTF8(line[k:min(k+max, len(line))], []byte("\uFFFD"))...)
+			want = append(want, '\n')
+		}
+	}
+	var out bytes.Buffer
+	log := logrus.New()
+	log.SetFormatter(NewTextFormatter(false))
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{MaxLine: max, BlockedAfter: time.Minute})
+	if err := o.Pump("stderr", &bigReads{data: input, rng: rng}); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	if o.Dropped() != 0 {
+		t.Fatalf("%d lines dropped", o.Dropped())
+	}
+	if got := out.Bytes(); !bytes.Equal(got, want) {
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("output differs at byte %d of %d (want %d): got %q, want %q", i, len(got), len(want),
+			got[i-min(i, 200):min(i+80, len(got))], want[i-min(i, 200):min(i+80, len(want))])
+	}
+}
+
+// TestPumpReusesItsMemory: a busy service's chunks go round, instead of
+// feeding the garbage collector a new buffer every read.
+func TestPumpReusesItsMemory(t *testing.T) {
+	var input bytes.Buffer
+	if err := writeNumberedLines(&input, 100_000); err != nil { // 10 MB
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetFormatter(NewTextFormatter(false))
+	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{BlockedAfter: time.Minute})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := o.Pump("stderr", &bigReads{data: input.Bytes(), rng: rand.New(rand.NewPCG(7, 8))}); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	runtime.ReadMemStats(&after)
+	// A new chunk a read would be the size of the input; the race detector
+	// makes sync.Pool drop a quarter of what it is given.
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(input.Len()/2) {
+		t.Errorf("%d MB allocated to pump %d MB", n>>20, input.Len()>>20)
+	}
 }

@@ -351,6 +351,21 @@ func (s *Service) wait(delay *time.Duration) <-chan time.Time {
 	return time.After(d)
 }
 
+// pipeSize lets a fast child write several of its writes ahead while the pipe
+// is being drained, and lets Pump read them in one call: fewer wake-ups for
+// both. Linux caps it for unprivileged users at /proc/sys/fs/pipe-max-size.
+const pipeSize = 1 << 20
+
+// enlargePipe sets r's pipe buffer to pipeSize; the default (64 KiB) still
+// works, so a refusal is ignored.
+func enlargePipe(r *os.File) {
+	// SyscallConn rather than Fd: Fd would switch the pipe to blocking mode,
+	// and a blocked Read could no longer be ended by closing the pipe.
+	if rc, err := r.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
+}
+
 func (s *Service) start() (*proc, error) {
 	spec := s.snapshot()
 	path, release, err := spec.Binary()
@@ -371,6 +386,8 @@ func (s *Service) start() (*proc, error) {
 		outW.Close()
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
+	enlargePipe(outR)
+	enlargePipe(errR)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	var inW *os.File
 	if spec.Stdin != nil {

@@ -173,13 +173,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// pid waits for the service's running process: a fake child records its
+// start before the supervisor has stored the process.
 func (h *harness) pid(name string) int {
-	for _, st := range h.sup.Status() {
-		if st.Name == name {
-			return st.PID
+	h.t.Helper()
+	pid := 0
+	eventually(h.t, name+"'s pid", func() bool {
+		for _, st := range h.sup.Status() {
+			if st.Name == name {
+				pid = st.PID
+			}
 		}
-	}
-	return 0
+		return pid != 0
+	})
+	return pid
 }
 
 func alive(pid int) bool {
