@@ -96,6 +96,9 @@ func runCLI(args []string) int {
 		return 2 // a usage error, whatever kong's own code
 	}
 	log, sink := newLogger(cli.Globals)
+	// LavaVisor's own log lines are written by the sink's goroutine: let the
+	// last ones out before the process exits.
+	defer sink.Flush(2 * time.Second)
 	err = kctx.Run(&cli.Globals, log, sink)
 	if err == nil {
 		return 0

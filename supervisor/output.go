@@ -55,6 +55,7 @@ type Sink struct {
 	// since is when the Write holding mu began (UnixNano), 0 between Writes:
 	// the one place that sees a blocked output, whoever is writing.
 	since atomic.Int64
+	own   *ownLog
 }
 
 // NewSink makes log write to w through the sink's lock. Service lines are
@@ -62,8 +63,19 @@ type Sink struct {
 // Info entries; hooks are not fired for them.
 func NewSink(w io.Writer, log *logrus.Logger) *Sink {
 	s := &Sink{log: log, w: w}
-	log.SetOutput(s)
+	s.own = newOwnLog(s, DefaultBlockedAfter)
+	log.SetOutput(s.own)
 	return s
+}
+
+// Flush waits, at most timeout, until LavaVisor's own queued log lines are
+// written: call it before the process exits.
+func (s *Sink) Flush(timeout time.Duration) { s.own.flush(timeout) }
+
+// blocked reports whether a Write has been stuck for longer than d.
+func (s *Sink) blocked(d time.Duration) bool {
+	since := s.since.Load()
+	return since != 0 && time.Since(time.Unix(0, since)) > d
 }
 
 // Write writes p in one call to the underlying writer, under the sink's lock.
