@@ -338,3 +338,42 @@ func TestClosedOutputDoesNotKill(t *testing.T) {
 	}
 	done <- nil
 }
+
+// A paused output (a reader that stops reading, as a terminal under Ctrl-S)
+// stops neither the services nor a graceful stop.
+func TestPausedOutputFreezesNothing(t *testing.T) {
+	h := twoServices(t, "", "FAKE_SPAM=200000", "FAKE_TICK=1ms")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(lavavisorBin, "--directory", h.dir, "start")
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { cmd.Process.Kill(); <-done }()
+	// Nobody reads r: the pipe fills at once. The services still start,
+	// write their 20 MB, and get forwarded signals.
+	p := &proc{t: t}
+	p.waitFor2(t, "both started", func() bool { return h.count("provider-eth", "start") == 1 && h.count("provider-lava", "start") == 1 })
+	cmd.Process.Signal(syscall.SIGUSR1)
+	p.waitFor2(t, "USR1 forwarded", func() bool {
+		return h.count("provider-eth", "signal") == 1 && h.count("provider-lava", "signal") == 1
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	p.waitFor2(t, "services stopped", func() bool { return h.count("provider-eth", "exit") == 1 && h.count("provider-lava", "exit") == 1 })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v", err)
+		}
+		done <- nil
+	case <-time.After(15 * time.Second):
+		t.Fatal("lavavisor did not exit with its output paused")
+	}
+}
