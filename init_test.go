@@ -184,3 +184,18 @@ func TestSharedReleasesDirDownloadsOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestInitLinkNoneLinksNoSystemPath(t *testing.T) {
+	h := initHome(t)
+	h.place("6.2.6")
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\nlink: none\nservices: []\n", h.dir))
+	if code, out := runLavavisor(t, "--directory", h.dir, "init"); code != 0 {
+		t.Fatalf("code %d\n%s", code, out)
+	}
+	if h.currentTag() != "v6.2.6" {
+		t.Errorf("current %q", h.currentTag())
+	}
+	if _, err := os.Lstat(filepath.Join(h.dir, "userhome", "go", "bin", "lavap")); err == nil {
+		t.Error("a system-path link was made with link: none")
+	}
+}

@@ -134,3 +134,39 @@ func TestPodUpgrades(t *testing.T) {
 		t.Errorf("downloads %d current %s", rs.downloads("6.2.6"), h.currentTag())
 	}
 }
+
+// rolling: false restarts every service at once, not one min-uptime apart.
+func TestUpgradeNotRollingRestartsAllAtOnce(t *testing.T) {
+	h := upgradeHome(t, nil, "rolling: false\nmin-uptime: 5s\n")
+	h.place("6.2.6")
+	p := h.start("start")
+	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
+	h.versions("6.2.5", "6.2.6")
+	p.waitFor("one moved", func() bool { return h.lastStartVersion("p1") == "6.2.6" || h.lastStartVersion("p2") == "6.2.6" })
+	// Rolling would hold the second back for the first's 5 s min-uptime.
+	if strings.Contains(p.out.String(), "upgrade done") {
+		t.Fatal("upgrade done before min-uptime")
+	}
+	p.waitFor("both moved before any min-uptime passed", func() bool {
+		return h.lastStartVersion("p1") == "6.2.6" && h.lastStartVersion("p2") == "6.2.6" || strings.Contains(p.out.String(), "upgrade done")
+	})
+	if strings.Contains(p.out.String(), "upgrade done") {
+		t.Error("the second service moved only after the first's min-uptime: rolling")
+	}
+}
+
+// After a rollback below the minimum, an error is logged every poll.
+func TestBelowMinimumAfterRollbackLogsEveryPoll(t *testing.T) {
+	h := upgradeHome(t, nil, "")
+	h.placeCrashing("6.2.6")
+	p := h.start("start")
+	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 })
+	h.versions("6.2.6", "6.2.6")
+	p.waitLog("rolled back")
+	const msg = "the running release is below the chain's minimum"
+	n := strings.Count(p.out.String(), msg)
+	p.waitFor("three more reminders", func() bool { return strings.Count(p.out.String(), msg) >= n+3 })
+	if h.currentTag() != "v6.2.5" || h.live("p1") != 1 {
+		t.Errorf("current %s, p1 live %d", h.currentTag(), h.live("p1"))
+	}
+}

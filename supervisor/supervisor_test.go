@@ -443,3 +443,34 @@ func TestReaperReapsOrphans(t *testing.T) {
 	}
 	eventually(t, "20 orphans reaped", func() bool { mu.Lock(); defer mu.Unlock(); return orphans == 20 })
 }
+
+// Services stop in parallel: each gets its stop signal while the others are
+// still running, not after they have ended.
+func TestServicesStopInParallel(t *testing.T) {
+	h := newHarness(t, testBackoff)
+	var specs []Spec
+	for _, n := range []string{"a", "b", "c"} {
+		sp := h.spec(n, "FAKE_IGNORE=1")
+		sp.StopTimeout = time.Hour
+		specs = append(specs, sp)
+	}
+	h.run(specs...)
+	pids := map[string]int{}
+	for _, n := range []string{"a", "b", "c"} {
+		eventually(t, n+" started", func() bool { return h.count(n, "start") == 1 })
+		pids[n] = h.pid(n)
+	}
+	h.cancel()
+	// Every one ignores its signal and the timeout is an hour: only parallel
+	// stops get all three signals delivered.
+	eventually(t, "all three signalled", func() bool {
+		return h.count("a", "signal") == 1 && h.count("b", "signal") == 1 && h.count("c", "signal") == 1
+	})
+	for n, pid := range pids {
+		if !alive(pid) {
+			t.Errorf("%s died before the others were signalled", n)
+		}
+	}
+	h.sup.Kill()
+	h.wait()
+}
