@@ -287,7 +287,13 @@ func findChecksum(body []byte, name string) (string, error) {
 		if _, err := hex.DecodeString(sum); err != nil {
 			continue
 		}
-		if path.Base(line[66:]) != name {
+		// The last element of the listed path, taken as written: path.Base would
+		// strip a trailing slash and let a line for a folder stand for the asset.
+		listed := line[66:]
+		if i := strings.LastIndexByte(listed, '/'); i >= 0 {
+			listed = listed[i+1:]
+		}
+		if listed != name {
 			continue
 		}
 		if found != "" && found != sum {
