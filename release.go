@@ -59,6 +59,12 @@ func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateF
 	if err != nil {
 		return nil, err
 	}
+	keep := cfg.KeepReleases
+	if cfg.ReleasesDir != "" {
+		// A releases folder of its own may be shared with other instances,
+		// which may still run a release this one would prune: never prune it.
+		keep = 0
+	}
 	return &upgrade.Upgrader{
 		Installer:    inst,
 		State:        st,
@@ -66,7 +72,7 @@ func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateF
 		Mode:         string(cfg.Upgrade),
 		Pin:          pin,
 		BadRetry:     cfg.BadReleaseRetry.Std(),
-		KeepReleases: cfg.KeepReleases,
+		KeepReleases: keep,
 		Rolling:      cfg.Rolling,
 		Log:          log.WithField("component", "upgrader"),
 	}, nil
