@@ -21,6 +21,12 @@ type bench struct {
 	seconds float64
 	settle  time.Duration // idle time before reading memory
 	keep    bool          // keep the run folders
+	repo    string        // the repository: `go test` scenarios run there
+
+	crashSeconds    float64 // crash loop window
+	crashRuns       int     // crash loop runs per supervisor
+	upgradeRuns     int     // rolling upgrades measured by go test -bench
+	faultIterations int     // fault injection iterations
 
 	lavavisor runner
 	peers     map[string]runner // installed peers by name
@@ -100,9 +106,14 @@ func (b *bench) missing(names ...string) []string {
 // rounds runs once(rn) for every runner, alternately, b.runs times, and
 // gathers the samples by runner name; a failed run is reported, not fatal.
 func rounds[S any](b *bench, label string, rs []runner, once func(runner) (S, error), show func(S) string) (map[string][]S, []string) {
+	return roundsN(b, b.runs, label, rs, once, show)
+}
+
+// roundsN is rounds with its own number of runs.
+func roundsN[S any](b *bench, runs int, label string, rs []runner, once func(runner) (S, error), show func(S) string) (map[string][]S, []string) {
 	samples := map[string][]S{}
 	var failures []string
-	for i := range b.runs {
+	for i := range runs {
 		for _, rn := range rs {
 			if b.ctx.Err() != nil {
 				return samples, failures
@@ -117,7 +128,7 @@ func rounds[S any](b *bench, label string, rs []runner, once func(runner) (S, er
 				failures = append(failures, msg)
 				continue
 			}
-			fmt.Fprintf(b.log, "  %s, %s, run %d/%d: %s\n", label, rn.name(), i+1, b.runs, show(s))
+			fmt.Fprintf(b.log, "  %s, %s, run %d/%d: %s\n", label, rn.name(), i+1, runs, show(s))
 			samples[rn.name()] = append(samples[rn.name()], s)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -11,7 +12,7 @@ import (
 )
 
 // Every supervisor runs the same children: this binary, re-executed as
-// `bench child write|wait ...`. A child's -tag is unique to its run, so that
+// `bench child write|wait|orphans|exit ...`. A child's -tag is unique to its run, so that
 // its processes can be found in /proc (survivors, clean-up) whoever started it.
 
 const (
@@ -27,7 +28,7 @@ func childArgs(mode, id, tag string, extra ...string) []string {
 
 func runChild(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "child: want a mode: write or wait")
+		fmt.Fprintln(os.Stderr, "child: want a mode: write, wait, orphans or exit")
 		return 2
 	}
 	mode := args[0]
@@ -35,8 +36,9 @@ func runChild(args []string) int {
 	id := fs.String("id", "", "child name, first word of every line it writes")
 	fs.String("tag", "", "marker of the run, only there to be found in /proc")
 	seconds := fs.Float64("seconds", 5, "write: how long to write")
-	count := fs.String("count", "", "write: file that receives `lines start_ns end_ns` on exit")
-	marker := fs.String("marker", "", "wait: folder where the child creates a file named -id once it is ready")
+	count := fs.String("count", "", "write: file that receives `lines start_ns end_ns` on exit; exit: file that gets one line per start")
+	marker := fs.String("marker", "", "wait, orphans: folder where the child creates a file named -id once it is ready")
+	orphans := fs.Int("n", 1000, "orphans: how many orphans to leave to the supervisor")
 	ignore := fs.Bool("ignore", false, "wait: ignore SIGINT and SIGTERM")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -47,6 +49,15 @@ func runChild(args []string) int {
 		err = writeLines(*id, *count, time.Duration(*seconds*float64(time.Second)))
 	case "wait":
 		err = waitForStop(*id, *marker, *ignore)
+	case "orphans":
+		if err = makeOrphans(*orphans); err == nil {
+			err = waitForStop(*id, *marker, false)
+		}
+	case "exit":
+		// A crash at start: one line per start, then exit 1.
+		if err = appendStart(*count); err == nil {
+			return 1
+		}
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -148,5 +159,36 @@ func waitForStop(id, marker string, ignore bool) error {
 		}
 	}
 	<-stop
+	return nil
+}
+
+// makeOrphans leaves n processes to be reaped by whoever is PID 1 or the
+// nearest subreaper: a shell forks a subshell that starts `sleep 0.05` in the
+// background and exits at once, n times, so each sleep loses its parent and
+// exits 50 ms later. It returns once all have been started.
+func makeOrphans(n int) error {
+	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do (sleep 0.05 &); i=$((i+1)); done", n)
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		return fmt.Errorf("start %d orphans: %w: %s", n, err, out)
+	}
+	return nil
+}
+
+// appendStart appends the time of this start to file in one write.
+func appendStart(file string) error {
+	if file == "" {
+		return fmt.Errorf("need a -count file")
+	}
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("record start: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "%d\n", time.Now().UnixNano())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("record start: %w", err)
+	}
 	return nil
 }

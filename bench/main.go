@@ -23,18 +23,25 @@ import (
 
 func main() { os.Exit(realMain(os.Args[1:])) }
 
-// scenario is one part of the report; goals are checked on LavaVisor's figures.
+// scenario is one part of the report; goals are checked on LavaVisor's
+// figures. title is its section's heading: a scenario not run keeps its
+// section of the previous report under that heading.
 type scenario struct {
-	name string
-	run  func(*bench) (section, []goal)
+	name  string
+	title string
+	run   func(*bench) (section, []goal)
 }
 
 func scenarios() []scenario {
 	return []scenario{
-		{"throughput", (*bench).throughput},
-		{"shutdown", (*bench).shutdown},
-		{"memory", (*bench).memory},
-		{"startup", (*bench).startup},
+		{"throughput", "Log throughput to a file", (*bench).throughput},
+		{"shutdown", "Shutdown", (*bench).shutdown},
+		{"reaping", "Reaping as PID 1", (*bench).reaping},
+		{"crashloop", "Crash loop", (*bench).crashLoop},
+		{"memory", "Idle memory", (*bench).memory},
+		{"startup", "Start-up", (*bench).startup},
+		{"upgrade", "Upgrade timing (go test -bench RollingUpgrade)", (*bench).upgrade},
+		{"faults", "Fault injection (go test -run FaultInjection)", (*bench).faults},
 	}
 }
 
@@ -49,27 +56,31 @@ func realMain(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	lavavisor := fs.String("lavavisor", "", "the lavavisor binary to measure")
 	out := fs.String("out", "docs/BENCHMARKS.md", "report file")
-	repo := fs.String("repo", ".", "the repository, for the commit measured")
-	runs := fs.Int("runs", envInt("BENCH_RUNS", 3), "runs of each supervisor per figure (env BENCH_RUNS)")
-	seconds := fs.Float64("seconds", envFloat("BENCH_SECONDS", 5), "seconds each log writer writes (env BENCH_SECONDS)")
+	repo := fs.String("repo", ".", "the repository: the commit measured, and where the go test scenarios run")
+	runs := fs.Int("runs", envInt("BENCH_RUNS", defRuns), "runs of each supervisor per figure (env BENCH_RUNS)")
+	seconds := fs.Float64("seconds", envFloat("BENCH_SECONDS", defSeconds), "seconds each log writer writes (env BENCH_SECONDS)")
 	settle := fs.Duration("settle", 2*time.Second, "idle time before memory is read")
 	only := fs.String("scenarios", envString("BENCH_SCENARIOS", strings.Join(names, ",")), "comma-separated scenarios to run (env BENCH_SCENARIOS)")
 	keep := fs.Bool("keep", false, "keep the run folders (configs, outputs) for a look")
+	crashSeconds := fs.Float64("crash-seconds", envFloat("BENCH_CRASH_SECONDS", defCrashSeconds), "crash loop: seconds of restarts counted (env BENCH_CRASH_SECONDS)")
+	crashRuns := fs.Int("crash-runs", envInt("BENCH_CRASH_RUNS", defCrashRuns), "crash loop: runs of each supervisor (env BENCH_CRASH_RUNS)")
+	upgradeRuns := fs.Int("upgrade-runs", envInt("BENCH_UPGRADE_RUNS", defUpgradeRuns), "upgrades measured by go test -bench RollingUpgrade (env BENCH_UPGRADE_RUNS)")
+	faultIterations := fs.Int("fault-iterations", envInt("BENCH_FAULT_ITERATIONS", defFaultIterations), "fault injection iterations (env BENCH_FAULT_ITERATIONS)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *lavavisor == "" || *runs < 1 || *seconds <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: need -lavavisor PATH, runs ≥ 1 and seconds > 0")
+	if *lavavisor == "" || *runs < 1 || *seconds <= 0 || *crashSeconds <= 0 || *crashRuns < 1 || *upgradeRuns < 1 || *faultIterations < 1 {
+		fmt.Fprintln(os.Stderr, "bench: need -lavavisor PATH, runs ≥ 1, seconds > 0, crash-seconds > 0, and crash-runs, upgrade-runs and fault-iterations ≥ 1")
 		return 2
 	}
-	var chosen []scenario
+	chosen := map[string]bool{}
 	for _, n := range strings.Split(*only, ",") {
-		i := slices.IndexFunc(scenarios(), func(s scenario) bool { return s.name == strings.TrimSpace(n) })
-		if i < 0 {
+		n = strings.TrimSpace(n)
+		if !slices.Contains(names, n) {
 			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q; known: %s\n", n, strings.Join(names, ", "))
 			return 2
 		}
-		chosen = append(chosen, scenarios()[i])
+		chosen[n] = true
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -90,7 +101,8 @@ func realMain(args []string) int {
 	defer stop()
 	b := &bench{
 		ctx: ctx, log: os.Stderr, self: self, work: work,
-		runs: *runs, seconds: *seconds, settle: *settle, keep: *keep,
+		runs: *runs, seconds: *seconds, settle: *settle, keep: *keep, repo: *repo,
+		crashSeconds: *crashSeconds, crashRuns: *crashRuns, upgradeRuns: *upgradeRuns, faultIterations: *faultIterations,
 		lavavisor: lavavisorRunner{bin: lv},
 		peers:     installedPeers(),
 	}
@@ -106,10 +118,20 @@ func realMain(args []string) int {
 	}()
 
 	machine := describeMachine(b, *repo)
+	prev := readPrevious(*out)
 	var sections []section
-	var goals []goal
+	var goals []goalRow
+	var kept []string
 	start := time.Now()
-	for _, s := range chosen {
+	for _, s := range scenarios() {
+		if !chosen[s.name] {
+			if body, ok := prev.sections[s.title]; ok {
+				sections = append(sections, section{title: s.title, kept: keptBody(body, prev.date)})
+				goals = append(goals, prev.goals[s.name]...)
+				kept = append(kept, s.name)
+			}
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "%s:\n", s.name)
 		t0 := time.Now()
 		sec, g := s.run(b)
@@ -118,10 +140,23 @@ func realMain(args []string) int {
 			fmt.Fprintln(os.Stderr, "bench: interrupted; report not written")
 			return 130
 		}
+		sec.title = s.title
+		for _, x := range g {
+			goals = append(goals, goalRow{scenario: s.name, goal: x})
+		}
 		sections = append(sections, sec)
-		goals = append(goals, g...)
 	}
-	doc := render(machine, b, sections, goals, time.Since(start))
+	g := func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+	settings := settingsText([]setting{
+		{"BENCH_RUNS", strconv.Itoa(*runs), strconv.Itoa(defRuns)},
+		{"BENCH_SECONDS", g(*seconds), g(defSeconds)},
+		{"BENCH_CRASH_SECONDS", g(*crashSeconds), g(defCrashSeconds)},
+		{"BENCH_CRASH_RUNS", strconv.Itoa(*crashRuns), strconv.Itoa(defCrashRuns)},
+		{"BENCH_UPGRADE_RUNS", strconv.Itoa(*upgradeRuns), strconv.Itoa(defUpgradeRuns)},
+		{"BENCH_FAULT_ITERATIONS", strconv.Itoa(*faultIterations), strconv.Itoa(defFaultIterations)},
+		{"BENCH_SCENARIOS", *only, strings.Join(names, ",")},
+	})
+	doc := render(machine, b, settings, sections, goals, kept, time.Since(start))
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
@@ -197,15 +232,22 @@ func lavavisorRevision(repo string) string {
 	return s
 }
 
-func render(machine [][2]string, b *bench, sections []section, goals []goal, took time.Duration) string {
+// render writes the report; settings are the environment that reproduces
+// this run's choices, "" for the defaults.
+func render(machine [][2]string, b *bench, settings string, sections []section, goals []goalRow, kept []string, took time.Duration) string {
 	var d strings.Builder
 	d.WriteString("# Benchmarks\n\n")
 	d.WriteString("Written by `bench/run`: do not edit by hand, run it again. LavaVisor and its peers run the same children " +
 		"(one Go program, `bench child`), alternately: LavaVisor, then each peer, repeated. Figures are the median of the runs " +
 		"and, in brackets, the lowest and highest; the ratio is LavaVisor's median over the peer's. The machine is shared: " +
 		"read the spreads before the medians.\n\n")
-	fmt.Fprintf(&d, "Reproduce: `bench/run` (here: %d runs each, writers %g s; `BENCH_RUNS`, `BENCH_SECONDS` and `BENCH_SCENARIOS` tune it). Took %s.\n\n",
-		b.runs, b.seconds, took.Round(time.Second))
+	fmt.Fprintf(&d, "Reproduce: `%sbench/run` (%d runs each; `BENCH_RUNS`, `BENCH_SECONDS`, `BENCH_CRASH_SECONDS`, `BENCH_CRASH_RUNS`, "+
+		"`BENCH_UPGRADE_RUNS`, `BENCH_FAULT_ITERATIONS` and `BENCH_SCENARIOS` tune it: see bench/README.md). Took %s.\n\n",
+		settings, b.runs, took.Round(time.Second))
+	if len(kept) > 0 {
+		fmt.Fprintf(&d, "Not run this time, kept from an earlier report (their goals too, where that report listed goals by scenario): %s. "+
+			"The machine below is this run's.\n\n", strings.Join(kept, ", "))
+	}
 	t := table{header: []string{"machine", ""}}
 	for _, r := range machine {
 		t.rows = append(t.rows, []string{r[0], r[1]})
@@ -219,6 +261,34 @@ func render(machine [][2]string, b *bench, sections []section, goals []goal, too
 		s.markdown(&d)
 	}
 	return d.String()
+}
+
+// The defaults of the tunable figures; bench/README.md names them too.
+const (
+	defRuns            = 3
+	defSeconds         = 5.0
+	defCrashSeconds    = 30.0
+	defCrashRuns       = 1
+	defUpgradeRuns     = 3
+	defFaultIterations = 50
+)
+
+// setting is one tunable figure, as its bench/run environment variable.
+type setting struct{ env, value, def string }
+
+// settingsText is the environment of bench/run that gives this run's
+// choices where they are not the defaults, e.g. "BENCH_RUNS=5 ".
+func settingsText(settings []setting) string {
+	var parts []string
+	for _, s := range settings {
+		if s.value != s.def {
+			parts = append(parts, s.env+"="+s.value)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, " ") + " "
 }
 
 func readOr(path, fallback string) string {

@@ -37,6 +37,7 @@ type run struct {
 	children    []child
 	stopTimeout time.Duration
 	out         string // the supervisor's stdout and stderr
+	restart     bool   // restart children that exit (crash loop); else leave them ended
 }
 
 func (r *run) path(name string) string { return filepath.Join(r.dir, name) }
@@ -53,8 +54,12 @@ func (l lavavisorRunner) command(r *run) (*exec.Cmd, error) {
 	// command-only services, which have no release to follow.
 	b.WriteString("node: file:///nonexistent.yml\n")
 	fmt.Fprintf(&b, "stop-timeout: %s\n", r.stopTimeout)
-	// never: LavaVisor ends by itself once every child has ended.
-	b.WriteString("restart: never\nservices:\n")
+	if r.restart {
+		b.WriteString("restart: always\nservices:\n")
+	} else {
+		// never: LavaVisor ends by itself once every child has ended.
+		b.WriteString("restart: never\nservices:\n")
+	}
 	for _, c := range r.children {
 		fmt.Fprintf(&b, "  - name: %s\n    command: %s\n    args: [", c.name, strconv.Quote(r.self))
 		for i, a := range c.args {
@@ -93,15 +98,21 @@ func (s supervisordRunner) command(r *run) (*exec.Cmd, error) {
 		r.path("supervisord.log"), r.path("supervisord.pid"), r.dir)
 	// A whole number of seconds is all stopwaitsecs takes; round up.
 	wait := int((r.stopTimeout + time.Second - 1) / time.Second)
+	// autorestart with startsecs=0: an exit is a normal end of a started
+	// program, restarted whatever its code.
+	autorestart := "false"
+	if r.restart {
+		autorestart = "true"
+	}
 	for _, c := range r.children {
 		words := []string{shellQuote(r.self)}
 		for _, a := range c.args {
 			words = append(words, shellQuote(a))
 		}
-		fmt.Fprintf(&b, "\n[program:%s]\ncommand=%s\nautostart=true\nautorestart=false\nstartsecs=0\nstartretries=0\n"+
+		fmt.Fprintf(&b, "\n[program:%s]\ncommand=%s\nautostart=true\nautorestart=%s\nstartsecs=0\nstartretries=0\n"+
 			"stopsignal=TERM\nstopwaitsecs=%d\nstopasgroup=true\nkillasgroup=true\n"+
 			"stdout_logfile=%s\nstdout_logfile_maxbytes=0\nstdout_logfile_backups=0\nredirect_stderr=true\n",
-			c.name, strings.Join(words, " "), wait, r.path(c.name+".log"))
+			c.name, strings.Join(words, " "), autorestart, wait, r.path(c.name+".log"))
 	}
 	// One group: supervisord stops the processes of a group together, but
 	// stops groups (a program alone is one) one after another.

@@ -320,17 +320,18 @@ func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Vers
 		"last_lines": strings.Join(failed.LastLines(10), "\n"),
 	}).Error("new release failed; rolling back to " + from.String())
 	mark := BadMark{At: time.Now().UTC(), Reason: reason, Chain: cv}
-	j.Step = StepRollback
-	if err := u.journal(j); err != nil {
-		return err
-	}
+	// The bad mark and the rollback step are written together: a LavaVisor
+	// killed right after must not try the bad release again.
+	j.Step, j.Updated = StepRollback, time.Now().UTC()
+	jc := *j
 	if err := u.State.Update(func(s *State) {
+		s.Journal = &jc
 		if s.Bad == nil {
 			s.Bad = map[string]BadMark{}
 		}
 		s.Bad[to.String()] = mark
 	}); err != nil {
-		u.Log.WithError(err).Error("mark release bad")
+		return fmt.Errorf("journal rollback: %w", err)
 	}
 	if from.IsZero() {
 		u.finish(from, to, ResultRolledBack)
