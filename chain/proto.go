@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -126,33 +125,31 @@ func (m *ProtocolVersion) fields() [4]*string {
 // Unmarshal decodes a QueryParamsResponse strictly (see the comment at the top).
 func (m *QueryParamsResponse) Unmarshal(b []byte) error {
 	*m = QueryParamsResponse{}
-	var c canonical
-	err := walkFields(b, func(num protowire.Number, typ protowire.Type, v, raw []byte) error {
-		if num != 1 {
-			return c.keep(num, raw)
-		}
-		if err := c.known(num, typ); err != nil {
-			return err
-		}
-		if err := m.Params.Unmarshal(v); err != nil {
-			return fmt.Errorf("params: %w", err)
-		}
-		return nil
-	})
-	if err == nil && !c.seen(1) {
-		err = errors.New("params missing")
-	}
+	unknown, err := unmarshalWrapper(b, "params", m.Params.Unmarshal)
 	if err != nil {
 		*m = QueryParamsResponse{} // nothing half-decoded is left behind
 		return fmt.Errorf("decode QueryParamsResponse: %w", err)
 	}
-	m.unknown = c.unknown
+	m.unknown = unknown
 	return nil
 }
 
 // Unmarshal decodes a Params strictly.
 func (m *Params) Unmarshal(b []byte) error {
 	*m = Params{}
+	unknown, err := unmarshalWrapper(b, "version", m.Version.Unmarshal)
+	if err != nil {
+		*m = Params{}
+		return err
+	}
+	m.unknown = unknown
+	return nil
+}
+
+// unmarshalWrapper decodes a message whose one modelled field is the
+// required message field 1 (named name), decoded by inner; other fields are
+// kept verbatim and returned.
+func unmarshalWrapper(b []byte, name string, inner func([]byte) error) ([]byte, error) {
 	var c canonical
 	err := walkFields(b, func(num protowire.Number, typ protowire.Type, v, raw []byte) error {
 		if num != 1 {
@@ -161,20 +158,15 @@ func (m *Params) Unmarshal(b []byte) error {
 		if err := c.known(num, typ); err != nil {
 			return err
 		}
-		if err := m.Version.Unmarshal(v); err != nil {
-			return fmt.Errorf("version: %w", err)
+		if err := inner(v); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	})
 	if err == nil && !c.seen(1) {
-		err = errors.New("version missing")
+		err = fmt.Errorf("%s missing", name)
 	}
-	if err != nil {
-		*m = Params{}
-		return err
-	}
-	m.unknown = c.unknown
-	return nil
+	return c.unknown, err
 }
 
 // Unmarshal decodes a Version strictly.

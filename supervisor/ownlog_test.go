@@ -3,38 +3,17 @@ package supervisor
 import (
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 )
 
-// gateWriter blocks every Write until open is closed.
-type gateWriter struct {
-	open chan struct{}
-	mu   sync.Mutex
-	b    strings.Builder
-}
-
-func (g *gateWriter) Write(p []byte) (int, error) {
-	<-g.open
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.b.Write(p)
-}
-
-func (g *gateWriter) String() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.b.String()
-}
-
 // A paused terminal must not freeze LavaVisor's own logging (a Ctrl-C must
 // still stop the services): log calls return, excess lines are dropped and
 // counted, and everything queued arrives once the output moves.
 func TestOwnLogNeverBlocks(t *testing.T) {
-	g := &gateWriter{open: make(chan struct{})}
+	g := &blockingWriter{release: make(chan struct{})}
 	log := logrus.New()
 	log.SetFormatter(NewTextFormatter(false))
 	s := NewSink(g, log)
@@ -56,7 +35,7 @@ func TestOwnLogNeverBlocks(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("log calls blocked on a blocked output")
 	}
-	close(g.open)
+	close(g.release)
 	s.Flush(5 * time.Second)
 	eventually(t, "drop note", func() bool { return strings.Contains(g.String(), "LavaVisor log lines (output blocked)") })
 	out := g.String()
