@@ -304,19 +304,7 @@ func zombiesOf(pid int) int {
 // LavaVisor with SIGPIPE, nor stop its services.
 func TestClosedOutputDoesNotKill(t *testing.T) {
 	h := twoServices(t, "", "FAKE_TICK=5ms")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(lavavisorBin, "--directory", h.dir, "start")
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() { cmd.Process.Kill(); <-done }()
+	cmd, r, done := startPiped(t, h)
 	buf := make([]byte, 4096)
 	if _, err := r.Read(buf); err != nil {
 		t.Fatal(err)
@@ -343,20 +331,8 @@ func TestClosedOutputDoesNotKill(t *testing.T) {
 // stops neither the services nor a graceful stop.
 func TestPausedOutputFreezesNothing(t *testing.T) {
 	h := twoServices(t, "", "FAKE_SPAM=200000", "FAKE_TICK=1ms")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, r, done := startPiped(t, h)
 	defer r.Close()
-	cmd := exec.Command(lavavisorBin, "--directory", h.dir, "start")
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() { cmd.Process.Kill(); <-done }()
 	// Nobody reads r: the pipe fills at once. The services still start,
 	// write their 20 MB, and get forwarded signals.
 	p := &proc{t: t}
@@ -376,4 +352,25 @@ func TestPausedOutputFreezesNothing(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("lavavisor did not exit with its output paused")
 	}
+}
+
+// startPiped starts `lavavisor start` on h with its output into a pipe the
+// test controls; done receives Wait's result once, and is refilled by tests
+// that consume it so that the cleanup's receive never blocks.
+func startPiped(t *testing.T, h *testHome) (*exec.Cmd, *os.File, chan error) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(lavavisorBin, "--directory", h.dir, "start")
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	return cmd, r, done
 }
