@@ -54,11 +54,13 @@ func main() {
 		return
 	}
 	timeline("start")
-	record("start", strings.Join(args, " "))
-	fmt.Fprintf(os.Stderr, "INF fake lavap %s started pid=%d args=%q\n", version, os.Getpid(), args)
-
+	// Signals are caught before the start is recorded: a test that signals
+	// as soon as it sees the start must not kill the fake with SIGUSR1's
+	// default action.
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+	record("start", strings.Join(args, " "))
+	fmt.Fprintf(os.Stderr, "INF fake lavap %s started pid=%d args=%q\n", version, os.Getpid(), args)
 
 	if os.Getenv("FAKE_STDIN") != "" {
 		line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
