@@ -744,15 +744,18 @@ func TestPumpReusesItsMemory(t *testing.T) {
 	log.SetFormatter(NewTextFormatter(false))
 	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{BlockedAfter: time.Minute})
 	var before, after runtime.MemStats
+	runtime.GC()
 	runtime.ReadMemStats(&before)
 	if err := o.Pump("stderr", &bigReads{data: input.Bytes(), rng: rand.New(rand.NewPCG(7, 8))}); err != nil {
 		t.Fatal(err)
 	}
 	o.Close()
 	runtime.ReadMemStats(&after)
-	// A new chunk a read would be the size of the input; the race detector
-	// makes sync.Pool drop a quarter of what it is given.
-	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(input.Len()/2) {
+	// A new chunk a read would be the size of the input or more; the race
+	// detector makes sync.Pool drop a quarter of what it is given at random,
+	// and the process's other goroutines allocate meanwhile: three quarters
+	// still tells reuse from none.
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(input.Len()*3/4) {
 		t.Errorf("%d MB allocated to pump %d MB", n>>20, input.Len()>>20)
 	}
 }
