@@ -185,10 +185,17 @@ func startLavavisor(t *testing.T, args ...string) *proc {
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	return launch(t, cmd)
+}
+
+// launch starts cmd with its output captured, waits for it in the
+// background, and kills it when the test ends.
+func launch(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +211,7 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 		p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("lavavisor %v output:\n%s", args, p.out.String())
+			t.Logf("%v output:\n%s", p.cmd.Args, p.out.String())
 		}
 	})
 	return p

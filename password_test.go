@@ -67,27 +67,10 @@ func keyringHome(t *testing.T) *testHome {
 // startWith starts lavavisor with the given stdin and extra environment.
 func startWith(t *testing.T, stdin io.Reader, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(lavavisorBin, args...)
-	p.cmd.Stdin = stdin
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("lavavisor %v output:\n%s", args, p.out.String())
-		}
-	})
-	return p
+	cmd := exec.Command(lavavisorBin, args...)
+	cmd.Stdin = stdin
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	return launch(t, cmd)
 }
 
 // descendants lists the live processes under pid (every thread's children:
