@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -46,16 +45,9 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if err != nil {
 		return err
 	}
-	src, err := chainSource(cfg, l)
+	snap, err := mustReadChain(cfg, l)
 	if err != nil {
 		return err
-	}
-	snap, err := readChain(cfg, src, l)
-	if err != nil {
-		return err
-	}
-	if snap == nil {
-		return errors.New("cannot read the protocol versions from the chain (see the warning above)")
 	}
 	inst, err := releases(cfg, h, l, true)
 	if err != nil {
@@ -79,7 +71,7 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if err != nil {
 		return err
 	}
-	d := up.Decide(*snap)
+	d := up.Decide(snap)
 	r.Reason = d.Reason
 	if !d.Wanted.IsZero() {
 		r.Due, r.Wanted = true, d.Wanted.String()

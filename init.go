@@ -51,16 +51,9 @@ func (c *initCmd) link(cfg *config.Config, h home, log *logrus.Entry) error {
 		return fmt.Errorf("home %s is in use: %w", h.root, err)
 	}
 	defer lock.Unlock()
-	src, err := chainSource(cfg, log)
+	snap, err := mustReadChain(cfg, log)
 	if err != nil {
 		return err
-	}
-	snap, err := readChain(cfg, src, log)
-	if err != nil {
-		return err
-	}
-	if snap == nil {
-		return errors.New("cannot read the protocol versions from the chain (see the warning above): check --node")
 	}
 	inst, err := releases(cfg, h, log, false)
 	if err != nil {
@@ -70,14 +63,14 @@ func (c *initCmd) link(cfg *config.Config, h home, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := recordChain(st, *snap); err != nil {
+	if err := recordChain(st, snap); err != nil {
 		return err
 	}
 	up, err := newUpgrader(cfg, inst, st, log)
 	if err != nil {
 		return err
 	}
-	d := up.Decide(*snap)
+	d := up.Decide(snap)
 	running, _ := inst.Current()
 	want := d.Wanted
 	candidates := d.Candidates

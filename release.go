@@ -125,6 +125,24 @@ func readChain(cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.
 }
 
 // isMismatch tells a wrong chain id (fatal) from an unreachable node.
+// mustReadChain reads the versions once for `init` and `check`, which
+// cannot go on without them.
+func mustReadChain(cfg *config.Config, log *logrus.Entry) (chain.Snapshot, error) {
+	src, err := chainSource(cfg, log)
+	if err != nil {
+		return chain.Snapshot{}, err
+	}
+	defer src.Close()
+	snap, err := readChain(cfg, src, log)
+	if err != nil {
+		return chain.Snapshot{}, err
+	}
+	if snap == nil {
+		return chain.Snapshot{}, errors.New("cannot read the protocol versions from the chain (see the warning above): check --node")
+	}
+	return *snap, nil
+}
+
 func isMismatch(err error) bool {
 	return errors.Is(err, chain.ErrChainIDMismatch) || errors.Is(err, chain.ErrChainIDWithFile)
 }

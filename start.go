@@ -144,6 +144,7 @@ func (s *session) run() error {
 	if err != nil {
 		return err
 	}
+	defer src.Close()
 	if err := resumeJournal(st, inst, log); err != nil {
 		return err
 	}
