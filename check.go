@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -45,7 +46,7 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if err != nil {
 		return err
 	}
-	snap, err := mustReadChain(cfg, l)
+	snap, err := mustReadChain(context.Background(), cfg, l)
 	if err != nil {
 		return err
 	}

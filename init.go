@@ -24,6 +24,8 @@ type initCmd struct {
 // config, versions from the chain, the release found or downloaded, verified,
 // the system-path link, and `current`.
 func (c *initCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
+	stop := newStopper(log.WithField("component", "signals"))
+	defer stop.close()
 	h := newHome(g.Directory)
 	l := log.WithField("component", "init")
 	if err := createHome(h, l); err != nil {
@@ -35,23 +37,32 @@ func (c *initCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) err
 	if err != nil {
 		return err
 	}
-	if err := c.link(cfg, h, l); err != nil {
+	if err := c.link(stop.Context(), cfg, h, l); err != nil {
+		if stop.Context().Err() != nil {
+			return interrupted(stop)
+		}
 		return err
 	}
 	if !c.AutoStart {
 		return nil
 	}
 	start := startCmd{AutoDownload: c.AutoDownload, keyringFlags: c.keyringFlags}
-	return start.Run(g, log, sink)
+	return start.run(g, log, sink, stop)
 }
 
-func (c *initCmd) link(cfg *config.Config, h home, log *logrus.Entry) error {
+// interrupted is the exit of `init` and `create-service` stopped by a signal
+// (SPEC §6.8 point 5): 130, after their deferred cleanups ran.
+func interrupted(stop *stopper) error {
+	return &exitError{code: 130, err: fmt.Errorf("interrupted by %v; nothing was left half-done", stop.Signal())}
+}
+
+func (c *initCmd) link(ctx context.Context, cfg *config.Config, h home, log *logrus.Entry) error {
 	lock, err := upgrade.TryLock(h.lockFile())
 	if err != nil {
 		return fmt.Errorf("home %s is in use: %w", h.root, err)
 	}
 	defer lock.Unlock()
-	snap, err := mustReadChain(cfg, log)
+	snap, err := mustReadChain(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -79,14 +90,16 @@ func (c *initCmd) link(cfg *config.Config, h home, log *logrus.Entry) error {
 		want, candidates = running, nil
 		candidates = append(candidates, running)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	v, m, err := inst.Obtain(ctx, candidates)
 	if err != nil {
 		return err
 	}
-	if err := inst.Link(v); err != nil {
+	if err := inst.LinkCurrent(v); err != nil {
 		return err
+	}
+	// The system-path link is a convenience, never a step (SPEC §6.8).
+	if err := inst.LinkSystem(v); err != nil {
+		log.WithError(err).Warn("system-path link not made; `start` retries it at every poll")
 	}
 	log.WithFields(logrus.Fields{"release": v.Tag(), "sha256": m.SHA256, "source": m.Source, "current": h.currentLink(), "system_link": inst.SystemLink}).Info("release linked")
 	return nil

@@ -193,7 +193,14 @@ func (o *ops) notReady() string {
 	if known {
 		v = &snap.Versions
 	}
-	return readiness(o.sup.Status(), v, o.roles)
+	reasons := readiness(o.sup.Status(), v, o.serviceRoles())
+	if _, links := o.problems(); len(links) > 0 {
+		if reasons != "" {
+			links = append([]string{reasons}, links...)
+		}
+		return strings.Join(links, "; ")
+	}
+	return reasons
 }
 
 // readiness is "" when every lavap service runs on a release at or above the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"bufio"
 	"bytes"
 	"errors"
@@ -66,8 +67,23 @@ func (k *keyringPassword) check(cfg *config.Config) error {
 		strings.Join(names, ", "))
 }
 
-// read gets the password, once, when a service of cfg wants it.
-func (k *keyringPassword) read(cfg *config.Config, log *logrus.Entry) error {
+// reloadable refuses a reloaded config that adds a service wanting the
+// password when none was read at start: it would start with an empty stdin.
+func (k *keyringPassword) reloadable(cfg *config.Config) error {
+	if k == nil || k.secret != nil {
+		return nil
+	}
+	names := k.wants(cfg)
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("service %s has keyring-password: true, but no keyring password was read at start (none was wanted then): restart lavavisor to read it",
+		strings.Join(names, ", "))
+}
+
+// read gets the password, once, when a service of cfg wants it. A stop
+// signal (ctx) cancels a prompt and restores the terminal's echo.
+func (k *keyringPassword) read(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	if k == nil || !k.flags.given() || k.secret != nil {
 		return nil
 	}
@@ -79,7 +95,7 @@ func (k *keyringPassword) read(cfg *config.Config, log *logrus.Entry) error {
 	if k.flags.KeyringPasswordFile != "" {
 		k.secret, err = passwordFromFile(k.flags.KeyringPasswordFile)
 	} else {
-		k.secret, err = passwordFromInput(k.stdin, k.prompt)
+		k.secret, err = passwordFromInput(ctx, k.stdin, k.prompt)
 	}
 	return err
 }
@@ -114,7 +130,7 @@ func passwordFromFile(path string) ([]byte, error) {
 
 // passwordFromInput prompts without echo on a terminal, else reads one line:
 // a password piped in by a script or a secret manager.
-func passwordFromInput(in *os.File, prompt io.Writer) ([]byte, error) {
+func passwordFromInput(ctx context.Context, in *os.File, prompt io.Writer) ([]byte, error) {
 	if in == nil {
 		in = os.Stdin
 	}
@@ -123,8 +139,31 @@ func passwordFromInput(in *os.File, prompt io.Writer) ([]byte, error) {
 	}
 	fd := int(in.Fd())
 	if term.IsTerminal(fd) {
+		saved, err := term.GetState(fd)
+		if err != nil {
+			return nil, fmt.Errorf("read the keyring password from the terminal: %w", err)
+		}
 		fmt.Fprint(prompt, "Keyring password: ")
-		pw, err := term.ReadPassword(fd)
+		type answer struct {
+			pw  []byte
+			err error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			pw, err := term.ReadPassword(fd)
+			got <- answer{pw, err}
+		}()
+		var pw []byte
+		select {
+		case a := <-got:
+			pw, err = a.pw, a.err
+		case <-ctx.Done():
+			// Ctrl-C is caught (it does not kill): give the terminal its
+			// echo back; the process exits with the read still pending.
+			term.Restore(fd, saved)
+			fmt.Fprintln(prompt)
+			return nil, fmt.Errorf("keyring password prompt: %w", ctx.Err())
+		}
 		fmt.Fprintln(prompt)
 		if err != nil {
 			return nil, fmt.Errorf("read the keyring password from the terminal: %w", err)

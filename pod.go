@@ -21,6 +21,8 @@ type podCmd struct {
 }
 
 func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
+	stop := newStopper(log.WithField("component", "signals"))
+	defer stop.close()
 	argv := c.Command
 	if c.Cmd != "" {
 		var err error
@@ -84,6 +86,7 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		exitCode:    podExitCode,
 		metricsAddr: g.MetricsAddr,
 		password:    pw,
+		stop:        stop,
 	}
 	return s.run()
 }

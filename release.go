@@ -31,9 +31,12 @@ func releases(cfg *config.Config, h home, log *logrus.Entry, readOnly bool) (*up
 		}
 	}
 	if !readOnly {
-		link, err := upgrade.SystemLinkPath(cfg.Link)
+		link, warning, err := upgrade.SystemLinkPath(cfg.Link)
 		if err != nil {
 			return nil, err
+		}
+		if warning != "" {
+			log.Warn(warning)
 		}
 		in.SystemLink = link
 	}
@@ -55,9 +58,24 @@ func chainSource(cfg *config.Config, log *logrus.Entry) (chain.Source, error) {
 // newUpgrader builds the upgrader of cfg; Services, Updates and Interval are
 // set by `start`.
 func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateFile, log *logrus.Entry) (*upgrade.Upgrader, error) {
-	pin, err := pinVersion(cfg)
+	settings, err := settingsFor(cfg, inst.Fetcher, inst.SystemLink)
 	if err != nil {
 		return nil, err
+	}
+	return &upgrade.Upgrader{
+		Installer: inst,
+		State:     st,
+		Settings:  settings,
+		Log:       log.WithField("component", "upgrader"),
+	}, nil
+}
+
+// settingsFor is every upgrade setting of cfg: the one place a reloadable
+// key reaches the upgrader, at start and at each reload.
+func settingsFor(cfg *config.Config, fetcher *upgrade.Fetcher, systemLink string) (upgrade.Settings, error) {
+	pin, err := pinVersion(cfg)
+	if err != nil {
+		return upgrade.Settings{}, err
 	}
 	keep := cfg.KeepReleases
 	if cfg.ReleasesDir != "" {
@@ -65,17 +83,26 @@ func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateF
 		// which may still run a release this one would prune: never prune it.
 		keep = 0
 	}
-	return &upgrade.Upgrader{
-		Installer:    inst,
-		State:        st,
+	return upgrade.Settings{
 		Roles:        roles(cfg),
 		Mode:         string(cfg.Upgrade),
 		Pin:          pin,
 		BadRetry:     cfg.BadReleaseRetry.Std(),
 		KeepReleases: keep,
 		Rolling:      cfg.Rolling,
-		Log:          log.WithField("component", "upgrader"),
+		Fetcher:      fetcher,
+		SystemLink:   systemLink,
 	}, nil
+}
+
+// upgraderSettings are cfg's upgrade settings for a reload: the fetcher and
+// the system-path link are built anew from it.
+func upgraderSettings(cfg *config.Config, h home, log *logrus.Entry) (upgrade.Settings, error) {
+	inst, err := releases(cfg, h, log, false)
+	if err != nil {
+		return upgrade.Settings{}, err
+	}
+	return settingsFor(cfg, inst.Fetcher, inst.SystemLink)
 }
 
 // roles are the lavap roles the services use.
@@ -98,8 +125,8 @@ func chainVersions(v chain.Versions) upgrade.ChainVersions {
 
 // readChain reads the versions once, bounded by request-timeout, and checks
 // the chain id. A mismatch is fatal; an unreachable chain is not.
-func readChain(cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.Snapshot, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.RequestTimeout.Std())
+func readChain(ctx context.Context, cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*cfg.RequestTimeout.Std())
 	defer cancel()
 	if err := chain.CheckChainID(ctx, src, cfg.ChainID, log); err != nil {
 		if ctx.Err() == nil && cfg.ChainID != "" && isMismatch(err) {
@@ -127,15 +154,18 @@ func readChain(cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.
 // isMismatch tells a wrong chain id (fatal) from an unreachable node.
 // mustReadChain reads the versions once for `init` and `check`, which
 // cannot go on without them.
-func mustReadChain(cfg *config.Config, log *logrus.Entry) (chain.Snapshot, error) {
+func mustReadChain(ctx context.Context, cfg *config.Config, log *logrus.Entry) (chain.Snapshot, error) {
 	src, err := chainSource(cfg, log)
 	if err != nil {
 		return chain.Snapshot{}, err
 	}
 	defer src.Close()
-	snap, err := readChain(cfg, src, log)
+	snap, err := readChain(ctx, cfg, src, log)
 	if err != nil {
 		return chain.Snapshot{}, err
+	}
+	if ctx.Err() != nil {
+		return chain.Snapshot{}, ctx.Err()
 	}
 	if snap == nil {
 		return chain.Snapshot{}, errors.New("cannot read the protocol versions from the chain (see the warning above): check --node")
@@ -147,7 +177,13 @@ func isMismatch(err error) bool {
 	return errors.Is(err, chain.ErrChainIDMismatch) || errors.Is(err, chain.ErrChainIDWithFile)
 }
 
+// recordChain keeps the chain's versions in state.json when they changed: a
+// restart needs them (a bad mark holds until they change), not every height,
+// so a poll that changes nothing writes nothing.
 func recordChain(st *upgrade.StateFile, snap chain.Snapshot) error {
+	if last := st.Get().Chain; last != nil && last.ChainVersions == chainVersions(snap.Versions) {
+		return nil
+	}
 	rec := upgrade.ChainRecord{ChainVersions: chainVersions(snap.Versions), Height: snap.Height, At: snap.At.UTC()}
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()
@@ -168,7 +204,7 @@ func resumeJournal(st *upgrade.StateFile, in *upgrade.Installer, log *logrus.Ent
 		from, err := chain.ParseVersion(j.From)
 		cur, _ := in.Current()
 		if err == nil && !from.IsZero() && cur != from {
-			if err := in.Link(from); err != nil {
+			if err := in.LinkCurrent(from); err != nil {
 				return fmt.Errorf("resume interrupted upgrade: link back to %s: %w", from.Tag(), err)
 			}
 		}

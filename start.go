@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -26,6 +24,12 @@ type startCmd struct {
 }
 
 func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
+	stop := newStopper(log.WithField("component", "signals"))
+	defer stop.close()
+	return c.run(g, log, sink, stop)
+}
+
+func (c *startCmd) run(g *Globals, log *logrus.Logger, sink *supervisor.Sink, stop *stopper) error {
 	h := newHome(g.Directory)
 	o := g.overrides()
 	o.AutoDownload = c.AutoDownload
@@ -51,6 +55,7 @@ func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) er
 		exitCode:    supervisor.ExitCode,
 		metricsAddr: g.MetricsAddr,
 		password:    pw,
+		stop:        stop,
 	}
 	return s.run()
 }
@@ -96,6 +101,7 @@ type session struct {
 
 	metricsAddr string           // --metrics-addr; "" for none
 	password    *keyringPassword // nil: no service is fed one
+	stop        *stopper
 }
 
 // allEnded ends the run group when no service is left to supervise.
@@ -104,6 +110,9 @@ type allEnded struct{ results []supervisor.Result }
 func (e *allEnded) Error() string { return "every service has ended" }
 
 func (s *session) run() error {
+	// Signals are caught from here on: a stop during the start-time chain
+	// read or download cancels it, cleans up and exits 0 (SPEC §6.8).
+	ctx := s.stop.Context()
 	cfg, err := s.load()
 	if err != nil {
 		return err
@@ -117,7 +126,10 @@ func (s *session) run() error {
 	}
 	defer lock.Unlock()
 	log := s.log.WithField("component", "lavavisor")
-	if err := s.password.read(cfg, log); err != nil {
+	if err := s.password.read(ctx, cfg, log); err != nil {
+		if ctx.Err() != nil {
+			return s.stoppedEarly(log)
+		}
 		return err
 	}
 	ops, err := openOps(s.home, s.metricsAddr, log)
@@ -140,17 +152,26 @@ func (s *session) run() error {
 	if err != nil {
 		return err
 	}
+	inst.Store.CleanTempIfIdle()
 	src, err := chainSource(cfg, s.log.WithField("component", "chain"))
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	sources := []chain.Source{src}
+	defer func() {
+		for _, src := range sources {
+			src.Close()
+		}
+	}()
 	if err := resumeJournal(st, inst, log); err != nil {
 		return err
 	}
 	// At start the chain is read once: when it wants another release than
 	// `current`, that one is fetched and linked before the services start.
-	snap, err := readChain(cfg, src, s.log.WithField("component", "chain"))
+	snap, err := readChain(ctx, cfg, src, s.log.WithField("component", "chain"))
+	if ctx.Err() != nil {
+		return s.stoppedEarly(log)
+	}
 	if err != nil {
 		return err
 	}
@@ -163,8 +184,11 @@ func (s *session) run() error {
 			log.WithError(err).Warn("record chain versions")
 		}
 		if upgradable {
-			up.Probation = s.upgradeAtStart(up, *snap, log)
+			up.Probation = s.upgradeAtStart(ctx, up, *snap, log)
 		}
+	}
+	if ctx.Err() != nil {
+		return s.stoppedEarly(log)
 	}
 	if upgradable {
 		if _, _, err := s.home.current(); err != nil {
@@ -191,28 +215,44 @@ func (s *session) run() error {
 	inst.Store.Output = reaper.Output
 
 	sup := supervisor.New(supervisor.Options{
-		Log:    s.log.WithField("component", "supervisor"),
-		Reaper: reaper,
-		Sink:   s.sink,
+		Log:     s.log.WithField("component", "supervisor"),
+		Reaper:  reaper,
+		Sink:    s.sink,
+		Release: s.home.lavapBinary,
 	})
 	up.Services = sup
 	up.OnResult = ops.upgraded
 	ops.watch(sup, st, cfg, specs)
+	ops.watchLinks(up.Links)
 
-	// One Notify for the whole run, beside the run group's signal actor: a
-	// second SIGINT/SIGTERM must still be seen while the group shuts down.
-	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
-	defer signal.Stop(sigc)
 	forced := make(chan struct{})
-	sigCtx, stopSignals := context.WithCancel(context.Background())
-	defer stopSignals()
-	go s.handleSignals(sigCtx, sigc, sup, forced)
+	reloadc := make(chan struct{}, 1)
+	s.stop.hooks(func() {
+		close(forced)
+		sup.Kill()
+	}, func() {
+		select {
+		case reloadc <- struct{}{}:
+		default: // one already queued reads the newest config.yml
+		}
+	}, sup.Forward)
 
+	var poller *chain.Poller
 	var g run.Group
 	{
-		// Signal handler.
-		g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
+		// Signal handler: the stopper has caught signals since the first
+		// instruction, so a stop that came before the group started counts.
+		actx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			select {
+			case <-ctx.Done():
+				return &run.SignalError{Signal: s.stop.Signal()}
+			case <-actx.Done():
+				return nil
+			}
+		}, func(error) {
+			cancel()
+		})
 	}
 	{
 		// Services.
@@ -224,16 +264,38 @@ func (s *session) run() error {
 				return nil
 			}
 			return &allEnded{results: results}
+		}, func(err error) {
+			var ended *allEnded
+			if errors.As(err, &ended) {
+				log.Info("every service has ended; stopping")
+			} else {
+				log.WithField("waiting_for", waitingFor(sup.Status())).Info("stopping services (a second Ctrl-C or SIGTERM kills them at once)")
+			}
+			cancel()
+		})
+	}
+	{
+		// Reloader: SIGHUP applies the whole config (SPEC §5), outside the
+		// signal goroutine, so that a stop signal is seen at once meanwhile.
+		rctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			for {
+				select {
+				case <-rctx.Done():
+					return nil
+				case <-reloadc:
+					cfg = s.reload(rctx, cfg, sup, up, poller, &sources, ops)
+				}
+			}
 		}, func(error) {
-			log.WithField("waiting_for", waitingFor(sup.Status())).Info("stopping services (a second Ctrl-C or SIGTERM kills them at once)")
 			cancel()
 		})
 	}
 	if upgradable {
-		ictx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout.Std())
+		ictx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout.Std())
 		interval, from := chain.PollInterval(ictx, src, cfg.PollInterval.Std())
 		cancel()
-		poller := chain.NewPoller(src, chain.PollerOptions{
+		poller = chain.NewPoller(src, chain.PollerOptions{
 			Interval: interval,
 			Log:      s.log.WithField("component", "chain"),
 			Record:   func(snap chain.Snapshot) error { return recordChain(st, snap) },
@@ -294,11 +356,77 @@ func (s *session) run() error {
 	return err
 }
 
+// stoppedEarly ends a session stopped before its services started: nothing
+// runs yet, the deferred cleanups remove the socket and temporary files.
+func (s *session) stoppedEarly(log *logrus.Entry) error {
+	log.WithField("signal", fmt.Sprint(s.stop.Signal())).Info("stopped before the services started; lavavisor stopped")
+	return nil
+}
+
+// reload applies config.yml again (SIGHUP): the services through their one
+// owner, every other setting through the upgrader and the poller at their
+// next decision. A bad config is logged and the running one kept. It returns
+// the config now in force.
+func (s *session) reload(ctx context.Context, cur *config.Config, sup *supervisor.Supervisor, up *upgrade.Upgrader, poller *chain.Poller, sources *[]chain.Source, o *ops) *config.Config {
+	log := s.log.WithField("component", "reload")
+	cfg, err := s.load()
+	if err == nil {
+		err = s.password.reloadable(cfg)
+	}
+	if err != nil {
+		log.WithError(err).Error("SIGHUP: new config not applied; keeping the running one")
+		return cur
+	}
+	if _, err := pinVersion(cfg); err != nil {
+		log.WithError(err).Error("SIGHUP: new config not applied; keeping the running one")
+		return cur
+	}
+	if cfg.ReleasesDir != cur.ReleasesDir {
+		log.WithFields(logrus.Fields{"key": "releases-dir", "running": cur.ReleasesDir, "new": cfg.ReleasesDir}).Warn("SIGHUP: this key applies only at the next start of lavavisor")
+	}
+	specs := s.specs(cfg)
+	if err := sup.Apply(ctx, specs); err != nil {
+		log.WithError(err).Warn("SIGHUP: config not applied")
+		return cur
+	}
+	o.reconfigure(cfg, specs)
+	if up.Updates != nil {
+		settings, err := upgraderSettings(cfg, s.home, up.Log)
+		if err != nil {
+			log.WithError(err).Error("SIGHUP: upgrade settings not applied")
+		} else {
+			up.Reconfigure(settings)
+		}
+	}
+	if poller != nil && chainChanged(cur, cfg) {
+		src, err := chainSource(cfg, s.log.WithField("component", "chain"))
+		if err != nil {
+			log.WithError(err).Error("SIGHUP: chain source not applied")
+		} else {
+			*sources = append(*sources, src)
+			ictx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout.Std())
+			interval, _ := chain.PollInterval(ictx, src, cfg.PollInterval.Std())
+			cancel()
+			poller.Reconfigure(src, interval, cfg.ChainID)
+			log.WithFields(logrus.Fields{"source": src.String(), "interval": interval.String()}).Info("SIGHUP: polling the new chain source")
+		}
+	}
+	log.Info("SIGHUP: config.yml applied")
+	return cfg
+}
+
+// chainChanged reports whether the chain source or poll interval changed.
+func chainChanged(a, b *config.Config) bool {
+	return a.Node != b.Node || a.GRPCAddr != b.GRPCAddr || a.GRPCInsecure != b.GRPCInsecure ||
+		a.ChainID != b.ChainID || a.RequestTimeout != b.RequestTimeout || a.PollInterval != b.PollInterval ||
+		a.MaxResponseSize != b.MaxResponseSize
+}
+
 // upgradeAtStart links the release the chain wants before the services start
 // (one start, not two). It returns the journal to watch the services' first
 // min-uptime with, or nil when nothing changed. A failure is logged: the
-// services then start on `current`.
-func (s *session) upgradeAtStart(up *upgrade.Upgrader, snap chain.Snapshot, log *logrus.Entry) *upgrade.Journal {
+// services then start on `current`, which is left as it was.
+func (s *session) upgradeAtStart(ctx context.Context, up *upgrade.Upgrader, snap chain.Snapshot, log *logrus.Entry) *upgrade.Journal {
 	d := up.Decide(snap)
 	if d.Wanted.IsZero() {
 		return nil
@@ -306,9 +434,10 @@ func (s *session) upgradeAtStart(up *upgrade.Upgrader, snap chain.Snapshot, log 
 	running, _ := up.Installer.Current()
 	log = log.WithFields(logrus.Fields{"running": running.String(), "wanted": d.Wanted.String()})
 	log.WithField("reason", d.Reason).Info("the chain wants another release; getting it before the services start")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	v, _, err := up.Installer.Obtain(ctx, d.Candidates)
+	if ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		log.WithError(err).Error("cannot get the wanted release at start; starting on the linked one")
 		return nil
@@ -318,12 +447,14 @@ func (s *session) upgradeAtStart(up *upgrade.Upgrader, snap chain.Snapshot, log 
 		j.From = ""
 	}
 	if err := up.State.Update(func(st *upgrade.State) { st.Journal = j }); err != nil {
+		up.State.Update(func(st *upgrade.State) { st.Journal = nil })
 		log.WithError(err).Error("journal the upgrade at start; starting on the linked release")
 		return nil
 	}
-	if err := up.Installer.Link(v); err != nil {
-		log.WithError(err).Error("link the wanted release; starting on the linked one")
+	if err := up.Installer.LinkCurrent(v); err != nil {
+		// Undo: `current` is as it was (the swap is atomic), the journal goes.
 		up.State.Update(func(st *upgrade.State) { st.Journal = nil })
+		log.WithError(err).Error("link the wanted release; starting on the linked one")
 		return nil
 	}
 	log.WithField("release", v.Tag()).Info("linked; services start on it, on probation for their min-uptime")
@@ -341,47 +472,6 @@ func (s *session) banner(log *logrus.Entry, cfg *config.Config, specs []supervis
 		"home": s.home.root, "node": cfg.Node, "chain_id": cfg.ChainID, "release": release,
 		"services": strings.Join(names, ","),
 	}).Info("lavavisor started")
-}
-
-// handleSignals reloads on SIGHUP, forwards SIGUSR1/2, ignores SIGPIPE (a
-// closed terminal must not kill LavaVisor), and turns a second SIGINT/SIGTERM
-// into an immediate kill.
-func (s *session) handleSignals(ctx context.Context, sigc <-chan os.Signal, sup *supervisor.Supervisor, forced chan<- struct{}) {
-	log := s.log.WithField("component", "signals")
-	stops := 0
-	for {
-		var sig os.Signal
-		select {
-		case <-ctx.Done():
-			return
-		case sig = <-sigc:
-		}
-		switch sig {
-		case os.Interrupt, syscall.SIGTERM:
-			stops++
-			if stops == 2 {
-				log.WithField("signal", sig.String()).Warn("second stop signal: killing services now")
-				close(forced)
-				sup.Kill()
-			}
-		case syscall.SIGHUP:
-			if stops > 0 {
-				continue
-			}
-			cfg, err := s.load()
-			if err != nil {
-				log.WithError(err).Error("SIGHUP: new config not applied; keeping the running one")
-				continue
-			}
-			log.Info("SIGHUP: applying config.yml")
-			if err := sup.Apply(ctx, s.specs(cfg)); err != nil {
-				log.WithError(err).Warn("SIGHUP: config not applied")
-			}
-		case syscall.SIGUSR1, syscall.SIGUSR2:
-			log.WithField("signal", sig.String()).Info("forwarding signal to services")
-			sup.Forward(sig.(syscall.Signal))
-		}
-	}
 }
 
 // waitingFor names the running services and their stop timeouts.

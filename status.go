@@ -39,6 +39,10 @@ type statusReport struct {
 	Services    []serviceReport `json:"services"`
 	Chain       *chainReport    `json:"chain"`
 	LastUpgrade *upgradeReport  `json:"last_upgrade"`
+	// Problems are what the operator should know that no service shows: a
+	// `current` that does not name the running release, a system-path link
+	// that cannot be made, a state.json that cannot be written.
+	Problems []string `json:"problems,omitempty"`
 }
 
 type serviceReport struct {
@@ -79,7 +83,10 @@ type ops struct {
 	sup    *supervisor.Supervisor
 	state  *upgrade.StateFile
 	poller *chain.Poller // nil when no service runs lavap
-	roles  map[string]config.Role
+	links  func() upgrade.LinkState
+
+	mu    sync.Mutex
+	roles map[string]config.Role // changed by a reload
 }
 
 // openOps binds the control socket and the metrics address. The caller holds
@@ -112,6 +119,41 @@ func (o *ops) close() {
 // watch hands over the running parts; call it before the run group starts.
 func (o *ops) watch(sup *supervisor.Supervisor, st *upgrade.StateFile, cfg *config.Config, specs []supervisor.Spec) {
 	o.sup, o.state, o.roles = sup, st, serviceRoles(cfg, specs)
+}
+
+// reconfigure takes a reloaded config's roles.
+func (o *ops) reconfigure(cfg *config.Config, specs []supervisor.Spec) {
+	roles := serviceRoles(cfg, specs)
+	o.mu.Lock()
+	o.roles = roles
+	o.mu.Unlock()
+}
+
+func (o *ops) serviceRoles() map[string]config.Role {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.roles
+}
+
+// watchLinks hands over the links' state; call it before the run group starts.
+func (o *ops) watchLinks(links func() upgrade.LinkState) { o.links = links }
+
+// problems lists what is wrong outside the services (status, /readyz).
+func (o *ops) problems() (all []string, notReady []string) {
+	if o.links != nil {
+		l := o.links()
+		if l.CurrentError != "" {
+			p := fmt.Sprintf("current does not name the running release %s and cannot be linked (%s); repaired at every poll", l.Running, l.CurrentError)
+			all, notReady = append(all, p), append(notReady, p)
+		}
+		if l.SystemLinkErr != "" {
+			all = append(all, fmt.Sprintf("system-path link %s not made (%s); retried at every poll", l.SystemLink, l.SystemLinkErr))
+		}
+	}
+	if o.state != nil && o.state.Dirty() {
+		all = append(all, "state.json cannot be written; retried at every poll")
+	}
+	return all, notReady
 }
 
 // watchChain hands over the chain poller, when there is one.
@@ -203,6 +245,7 @@ func (o *ops) report() statusReport {
 	if lu := o.state.Get().LastUpgrade; lu != nil {
 		rep.LastUpgrade = &upgradeReport{From: lu.From, To: lu.To, Result: lu.Result, At: lu.At}
 	}
+	rep.Problems, _ = o.problems()
 	return rep
 }
 

@@ -52,6 +52,7 @@ type Poller struct {
 	answered bool // a poll of this run was accepted (the first is always published)
 	chainID  string
 	subs     []chan Snapshot
+	reconfc  chan struct{} // a new source or interval: poll again now
 
 	lowerStreak int // only touched by Run's goroutine
 }
@@ -70,7 +71,7 @@ func NewPoller(src Source, o PollerOptions) *Poller {
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	p := &Poller{src: src, o: o, log: log, chainID: o.ChainID}
+	p := &Poller{src: src, o: o, log: log, chainID: o.ChainID, reconfc: make(chan struct{}, 1)}
 	if o.Initial != nil {
 		p.last, p.hasLast = *o.Initial, true
 	}
@@ -88,6 +89,32 @@ func (p *Poller) Subscribe() <-chan Snapshot {
 	return ch
 }
 
+// Reconfigure makes the poller read src every interval from its next poll,
+// which comes at once (SIGHUP, SPEC §5). A chain id that changes starts the
+// height check afresh.
+func (p *Poller) Reconfigure(src Source, interval time.Duration, chainID string) {
+	if interval <= 0 {
+		interval = DefaultPollInterval
+	}
+	p.mu.Lock()
+	if chainID != p.o.ChainID {
+		p.chainID, p.hasLast, p.answered = chainID, false, false
+	}
+	p.src, p.o.Interval, p.o.ChainID = src, interval, chainID
+	p.mu.Unlock()
+	select {
+	case p.reconfc <- struct{}{}:
+	default:
+	}
+}
+
+// source is the current source and interval.
+func (p *Poller) source() (Source, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.src, p.o.Interval
+}
+
 // Last returns the last accepted snapshot (Initial until a poll is accepted).
 func (p *Poller) Last() (Snapshot, bool) {
 	p.mu.Lock()
@@ -99,7 +126,8 @@ func (p *Poller) Last() (Snapshot, bool) {
 // and retried after a delay that doubles from Interval up to MaxBackoff, and
 // resets on the next success.
 func (p *Poller) Run(ctx context.Context) error {
-	p.log.WithFields(logrus.Fields{"source": p.src.String(), "interval": p.o.Interval}).Debug("chain poller running")
+	src, interval := p.source()
+	p.log.WithFields(logrus.Fields{"source": src.String(), "interval": interval}).Debug("chain poller running")
 	failures := 0
 	for {
 		err := p.poll(ctx)
@@ -109,10 +137,11 @@ func (p *Poller) Run(ctx context.Context) error {
 		if p.o.OnPoll != nil {
 			p.o.OnPoll(err)
 		}
-		wait := p.o.Interval
+		_, interval := p.source()
+		wait := interval
 		if err != nil {
 			failures++
-			wait = backoff(p.o.Interval, p.o.MaxBackoff, failures)
+			wait = backoff(interval, p.o.MaxBackoff, failures)
 			p.log.WithError(boundedError{err}).WithField("retry_in", wait).Warn("chain poll failed")
 		} else {
 			failures = 0
@@ -122,6 +151,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-p.reconfc:
+			t.Stop()
+			failures = 0
 		case <-t.C:
 		}
 	}
@@ -142,12 +174,13 @@ func (p *Poller) poll(ctx context.Context) (err error) {
 	// The answer is parsed by third-party code (JSON, protobuf, gRPC) from bytes
 	// that a node chose; a bug there must cost one poll, not the supervisor and
 	// every service under it.
+	src, _ := p.source()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic while polling %s: %v", p.src, r)
+			err = fmt.Errorf("panic while polling %s: %v", src, r)
 		}
 	}()
-	snap, err := p.src.Query(ctx)
+	snap, err := src.Query(ctx)
 	if err != nil {
 		return err
 	}

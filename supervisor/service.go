@@ -106,9 +106,13 @@ type Status struct {
 // receives its exit if it ends before MinUptime; the service then waits for
 // the next Restart instead of applying its restart policy.
 type Started struct {
-	PID     int
-	Release string
-	Early   <-chan Exit
+	PID       int
+	Release   string
+	Early     <-chan Exit
+	MinUptime time.Duration
+	// Replaced is closed if a reload replaces or removes the service: its
+	// probation then no longer watches the process it was started for.
+	Replaced <-chan struct{}
 }
 
 type restartRequest struct {
@@ -132,6 +136,8 @@ type Service struct {
 
 	restartc chan restartRequest
 	first    chan Exit // the first process's early exit, with Spec.Probation
+	// release resolves the lavap binary of an upgradable service's start.
+	release func() (path, tag string, err error)
 
 	mu       sync.Mutex
 	spec     Spec
@@ -140,7 +146,7 @@ type Service struct {
 	restarts int
 	lastExit string
 	lastCode int
-	release  string
+	lastRel  string
 }
 
 type proc struct {
@@ -172,7 +178,7 @@ func (s *Service) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Status{Name: s.spec.Name, State: s.state, Restarts: s.restarts, LastExit: s.lastExit, LastExitCode: s.lastCode,
-		Release: s.release, Dropped: s.out.Dropped(), Upgradable: s.spec.Upgradable}
+		Release: s.lastRel, Dropped: s.out.Dropped(), Upgradable: s.spec.Upgradable}
 	if s.proc != nil {
 		st.PID, st.Started, st.Release = s.proc.pid, s.proc.started, s.proc.release
 	}
@@ -182,15 +188,8 @@ func (s *Service) Status() Status {
 // Name is the service's name.
 func (s *Service) Name() string { return s.snapshot().Name }
 
-// MinUptime is how long a new process must stay up to count as started.
-func (s *Service) MinUptime() time.Duration { return s.snapshot().MinUptime }
-
 // LastLines returns the last n lines the service logged (for error reports).
 func (s *Service) LastLines(n int) []string { return s.out.LastLines(n) }
-
-// FirstEarly receives the first process's exit if it ends before MinUptime
-// (only with Spec.Probation; nil otherwise).
-func (s *Service) FirstEarly() <-chan Exit { return s.first }
 
 // Signal sends sig to the running process's group, if any.
 func (s *Service) Signal(sig syscall.Signal) error {
@@ -218,26 +217,11 @@ func (s *Service) update(spec Spec) {
 	s.spec.MinUptime, s.spec.Restart = spec.MinUptime, spec.Restart
 }
 
-// Restart stops the running process gracefully (stop-signal, stop-timeout,
-// SIGKILL) and starts a new one at once, without backoff. With probation, an
-// exit before MinUptime is reported on Started.Early and not restarted.
-func (s *Service) Restart(ctx context.Context, probation bool) (Started, error) {
-	req := restartRequest{probation: probation, reply: make(chan restartReply, 1)}
-	select {
-	case s.restartc <- req:
-	case <-ctx.Done():
-		return Started{}, ctx.Err()
-	}
-	select {
-	case r := <-req.reply:
-		return r.started, r.err
-	case <-ctx.Done():
-		return Started{}, ctx.Err()
-	}
-}
-
-// run supervises the service until ctx ends (graceful stop) or it ends for good.
-func (s *Service) run(ctx context.Context) Result {
+// run supervises the service until ctx ends (graceful stop) or it ends for
+// good. first, when set, is a restart request that the first start answers
+// (a service changed by a reload while an upgrade wanted it restarted).
+// replaced is closed when a reload replaces or removes the service.
+func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-chan struct{}) Result {
 	name := s.snapshot().Name
 	delay := s.backoff.Min
 	var (
@@ -252,7 +236,22 @@ func (s *Service) run(ctx context.Context) Result {
 		}
 		return err
 	}
-	if err := start(); err != nil {
+	answer := func(req restartRequest, err error) {
+		var reply restartReply
+		if err != nil {
+			reply.err = err
+		} else {
+			p.probation = req.probation
+			p.early = make(chan Exit, 1)
+			reply.started = Started{PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Replaced: replaced}
+		}
+		req.reply <- reply
+	}
+	err := start()
+	if first != nil {
+		answer(*first, err)
+	}
+	if err != nil {
 		if !s.restartable(nil) {
 			s.setState("failed")
 			return Result{Name: name, Err: err}
@@ -301,6 +300,9 @@ func (s *Service) run(ctx context.Context) Result {
 
 		case <-timer:
 			timer = nil
+			if ctx.Err() != nil {
+				continue // stopping: nothing new starts
+			}
 			s.mu.Lock()
 			s.restarts++
 			s.mu.Unlock()
@@ -311,22 +313,28 @@ func (s *Service) run(ctx context.Context) Result {
 		case req := <-s.restartc:
 			if p != nil {
 				s.stop(p)
+				p = nil
 			}
 			timer = nil
+			if ctx.Err() != nil {
+				// Stopped (shutdown or reload) while this restart waited
+				// for the stop: it must not start a new process.
+				req.reply <- restartReply{err: &goneError{name, "was stopped while restarting"}}
+				s.setState("stopped")
+				return Result{Name: name, Stopped: true}
+			}
 			delay = s.backoff.Min
 			s.mu.Lock()
 			s.restarts++
 			s.mu.Unlock()
-			var reply restartReply
-			if err := start(); err != nil {
-				reply.err = err
+			err := start()
+			answer(req, err)
+			if err != nil && s.restartable(nil) {
 				timer = s.wait(&delay)
-			} else {
-				p.probation = req.probation
-				p.early = make(chan Exit, 1)
-				reply.started = Started{PID: p.pid, Release: p.release, Early: p.early}
+			} else if err != nil {
+				s.setState("failed")
+				return Result{Name: name, Err: err}
 			}
-			req.reply <- reply
 		}
 	}
 }
@@ -368,9 +376,16 @@ func enlargePipe(r *os.File) {
 
 func (s *Service) start() (*proc, error) {
 	spec := s.snapshot()
-	path, release, err := spec.Binary()
+	var path, release string
+	var err error
+	if spec.Upgradable && s.release != nil {
+		path, release, err = s.release()
+	}
+	if path == "" && err == nil {
+		path, release, err = spec.Binary()
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	cmd := exec.Command(path, spec.Args...)
 	cmd.Env = append(os.Environ(), spec.Env...)
@@ -426,7 +441,7 @@ func (s *Service) start() (*proc, error) {
 		}()
 	}
 	s.mu.Lock()
-	s.proc, s.state, s.release = p, "running", release
+	s.proc, s.state, s.lastRel = p, "running", release
 	s.mu.Unlock()
 	fields := logrus.Fields{"pid": p.pid}
 	if release != "" {

@@ -145,6 +145,13 @@ func (h *harness) spec(name string, env ...string) Spec {
 	}
 }
 
+// service is the running Service of name.
+func (h *harness) service(name string) *Service {
+	h.sup.mu.Lock()
+	defer h.sup.mu.Unlock()
+	return h.sup.svcs[name].svc
+}
+
 // events returns the recorded lines of a service ("start <pid> ...").
 func (h *harness) events(name string) []string {
 	b, _ := os.ReadFile(filepath.Join(h.dir, name+".rec"))
@@ -345,7 +352,7 @@ func TestApplyChangesOnlyWhatChanged(t *testing.T) {
 	if !strings.HasPrefix(ev[len(ev)-1], "start ") || !strings.HasPrefix(ev[len(ev)-2], "exit ") {
 		t.Errorf("changed events %q", ev)
 	}
-	if s, _ := h.sup.Service("same"); s.snapshot().StopTimeout != 7*time.Second {
+	if s := h.service("same"); s.snapshot().StopTimeout != 7*time.Second {
 		t.Error("new stop-timeout not applied")
 	}
 	names := []string{}
@@ -384,11 +391,10 @@ func TestRestartWithProbation(t *testing.T) {
 	}
 	h.run(sp)
 	eventually(t, "start", func() bool { return h.count("a", "start") == 1 })
-	svc, _ := h.sup.Service("a")
 	mu.Lock()
 	broken = true
 	mu.Unlock()
-	st, err := svc.Restart(context.Background(), true)
+	st, err := h.sup.Restart(context.Background(), "a", true)
 	if err != nil || st.Release != "v6.2.6" {
 		t.Fatalf("restart: %+v %v", st, err)
 	}
@@ -407,7 +413,7 @@ func TestRestartWithProbation(t *testing.T) {
 	mu.Lock()
 	broken = false
 	mu.Unlock()
-	st, err = svc.Restart(context.Background(), false)
+	st, err = h.sup.Restart(context.Background(), "a", false)
 	if err != nil || st.Release != "v6.2.5" {
 		t.Fatalf("rollback restart: %+v %v", st, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/lavavisor/lavavisor/chain"
 )
@@ -62,9 +63,8 @@ func (in *Installer) Obtain(ctx context.Context, candidates []chain.Version) (ch
 		ErrNoRelease, strings.Join(names, ", "), in.Store.Dir, hint, errors.Join(errs...))
 }
 
-// Link points `current` (relative) and the system-path link (absolute) at v,
-// each swapped atomically.
-func (in *Installer) Link(v chain.Version) error {
+// LinkCurrent points `current` (relative) at v, swapped atomically.
+func (in *Installer) LinkCurrent(v chain.Version) error {
 	rel, err := filepath.Rel(filepath.Dir(in.CurrentLink), in.Store.ReleaseDir(v))
 	if err != nil {
 		rel = in.Store.ReleaseDir(v)
@@ -72,6 +72,13 @@ func (in *Installer) Link(v chain.Version) error {
 	if err := SwapSymlink(in.CurrentLink, rel); err != nil {
 		return fmt.Errorf("link current to %s: %w", v.Tag(), err)
 	}
+	return nil
+}
+
+// LinkSystem points the system-path link (absolute) at v's binary, swapped
+// atomically; nothing without one. It is a convenience for the operator's
+// shell, never a step of an upgrade (SPEC §6.8 point 4).
+func (in *Installer) LinkSystem(v chain.Version) error {
 	if in.SystemLink == "" {
 		return nil
 	}
@@ -96,23 +103,33 @@ func (in *Installer) Current() (chain.Version, error) {
 
 // SystemLinkPath resolves the `link` setting: "none" gives "", "auto" the
 // lavap found on PATH, else ~/go/bin/lavap; anything else is taken as is.
-func SystemLinkPath(setting string) (string, error) {
+// With "auto", a lavap on PATH in a folder LavaVisor cannot write (a
+// root-owned /usr/local/bin for a non-root LavaVisor) is skipped, with a
+// warning to log: the link is a convenience and must never fail an upgrade.
+func SystemLinkPath(setting string) (path, warning string, err error) {
 	switch setting {
 	case "none":
-		return "", nil
+		return "", "", nil
 	case "", "auto":
 		if p, err := exec.LookPath("lavap"); err == nil {
-			return filepath.Abs(p)
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				return "", "", fmt.Errorf("link: auto: %w", err)
+			}
+			if unix.Access(filepath.Dir(abs), unix.W_OK) != nil {
+				return "", fmt.Sprintf("link: auto: the lavap on PATH (%s) is in a folder this user cannot write; it is left alone and no system-path link is made (set link: to a path you can write, or none)", abs), nil
+			}
+			return abs, "", nil
 		}
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("link: auto: %w", err)
+			return "", "", fmt.Errorf("link: auto: %w", err)
 		}
 		dir := filepath.Join(home, "go", "bin")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("link: auto: %w", err)
+			return "", "", fmt.Errorf("link: auto: %w", err)
 		}
-		return filepath.Join(dir, "lavap"), nil
+		return filepath.Join(dir, "lavap"), "", nil
 	}
-	return setting, nil
+	return setting, "", nil
 }

@@ -51,9 +51,10 @@ type UpgradeRecord struct {
 // StateFile holds state.json in memory and writes every change atomically.
 // It is safe for concurrent use.
 type StateFile struct {
-	path string
-	mu   sync.Mutex
-	st   State
+	path  string
+	mu    sync.Mutex
+	st    State
+	dirty bool // st holds changes that could not be written yet
 }
 
 // OpenState reads path. A missing file is an empty state. A file that does not
@@ -91,21 +92,45 @@ func (f *StateFile) Get() State {
 	return f.st.clone()
 }
 
-// Update applies fn to a copy of the state and writes it. On a write error the
-// state (in memory and on disk) is unchanged.
+// Update applies fn to the state and writes it. The change holds in memory
+// even when the write fails (a full disk must not undo a bad mark or stop a
+// rollback): the error is returned, and Flush writes it later.
 func (f *StateFile) Update(fn func(*State)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	next := f.st.clone()
 	fn(&next)
-	data, err := json.MarshalIndent(next, "", "  ")
+	f.st = next
+	f.dirty = true
+	return f.writeLocked()
+}
+
+// Flush writes the state if an earlier write failed.
+func (f *StateFile) Flush() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.dirty {
+		return nil
+	}
+	return f.writeLocked()
+}
+
+// Dirty reports whether the state holds changes not yet on disk.
+func (f *StateFile) Dirty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dirty
+}
+
+func (f *StateFile) writeLocked() error {
+	data, err := json.MarshalIndent(f.st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	if err := WriteFileAtomic(f.path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	f.st = next
+	f.dirty = false
 	return nil
 }
 

@@ -114,7 +114,7 @@ func TestStateCorruptFileIsMovedAside(t *testing.T) {
 	}
 }
 
-func TestStateUpdateFailureChangesNothing(t *testing.T) {
+func TestStateUpdateFailureIsWrittenLater(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	f, _ := OpenState(path, nil)
@@ -126,10 +126,22 @@ func TestStateUpdateFailureChangesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "save state: write "+path) {
 		t.Fatalf("err = %v", err)
 	}
-	if f.Get().LastUpgrade.Result != "ok" {
-		t.Errorf("in-memory state changed by a failed Update")
+	// The change holds in memory: a full disk must not undo a bad mark.
+	if f.Get().LastUpgrade.Result != "failed" || !f.Dirty() {
+		t.Errorf("in-memory state lost the change of a failed Update (dirty %v)", f.Dirty())
 	}
 	noTemp(t, dir)
+	if err := f.Flush(); err == nil {
+		t.Fatal("Flush succeeded with the directory still in the way")
+	}
+	os.Remove(path)
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), `"result": "failed"`) || f.Dirty() {
+		t.Errorf("after Flush: %s, %v (dirty %v)", b, err, f.Dirty())
+	}
 }
 
 func TestStateConcurrentUpdate(t *testing.T) {

@@ -233,6 +233,26 @@ func (s *Store) CleanTemp() error {
 	return errors.Join(errs...)
 }
 
+// CleanTempIfIdle removes leftovers of interrupted downloads at start when
+// no other instance sharing the folder is fetching now (its lock is free);
+// otherwise the next fetch removes them, under the lock.
+func (s *Store) CleanTempIfIdle() {
+	if s.ReadOnly {
+		return
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.Dir, tempPrefix+"*")); len(left) == 0 {
+		return // nothing to clean: not even the lock file is made
+	}
+	l, err := TryLock(s.lockPath())
+	if err != nil {
+		return
+	}
+	defer l.Unlock()
+	if err := s.CleanTemp(); err != nil {
+		s.log().WithError(err).Warn("remove leftovers of interrupted downloads")
+	}
+}
+
 func (s *Store) lockPath() string { return filepath.Join(s.Dir, lockName) }
 
 func (s *Store) reportedVersion(ctx context.Context, bin string) string {

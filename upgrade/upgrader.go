@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -29,32 +30,51 @@ const (
 	ResultFailed     = "failed"
 )
 
-// Services are the running services an upgrade restarts.
+// Services are the supervised services, addressed by name: an upgrade never
+// keeps a pointer that a reload can make stale (SPEC §5, one owner).
 type Services interface {
-	// Upgradable lists the running lavap services, in config order.
-	Upgradable() []*supervisor.Service
+	// Upgradable names the lavap services that are not ended, in config order.
+	Upgradable() []string
+	// Restart restarts one service on the release SetRelease named; an error
+	// wrapping supervisor.ErrGone means it ended, was removed or is stopping.
+	Restart(ctx context.Context, name string, probation bool) (supervisor.Started, error)
+	// SetRelease is the lavap binary upgradable services start on from now on.
+	SetRelease(path, tag string)
+	// FirstStart is the probation of a service started on a release linked at start.
+	FirstStart(name string) (supervisor.Started, bool)
+	// LastLines are a service's last log lines, for the failure report.
+	LastLines(name string, n int) []string
 	// Started is closed once the services have been launched.
 	Started() <-chan struct{}
 }
 
-// Upgrader is the actor that moves the services to the release the chain
-// wants: fetch or find it, swap the links, restart the services (one at a
-// time when rolling), and roll back when a service on the new release does
-// not stay up for its min-uptime.
-type Upgrader struct {
-	Installer    *Installer
-	State        *StateFile
-	Services     Services
-	Updates      <-chan chain.Snapshot // the poller's changes
+// Settings are the upgrader's reloadable settings (SPEC §5: a reload applies
+// the whole config at the next decision).
+type Settings struct {
 	Roles        Roles
 	Mode         string
 	Pin          chain.Version
 	BadRetry     time.Duration
 	KeepReleases int
 	Rolling      bool
+	Fetcher      *Fetcher // nil: never download
+	SystemLink   string   // "": none
+}
+
+// Upgrader is the actor that moves the services to the release the chain
+// wants: fetch or find it, swap `current`, restart the services (one at a
+// time when rolling), and roll back when a service on the new release does
+// not stay up for its min-uptime. Every failed step undoes what was done
+// before it (SPEC §6.8): the services end on the release they ran.
+type Upgrader struct {
+	Installer *Installer
+	State     *StateFile
+	Services  Services
+	Updates   <-chan chain.Snapshot // the poller's changes
+	Settings
 	// Interval is the poll interval: the first retry delay after a failure,
-	// doubling up to MaxRetry (SPEC §6.7), and how often a running release
-	// below the minimum is reported.
+	// doubling up to MaxRetry (SPEC §6.7), and how often links are repaired
+	// and a running release below the minimum is reported.
 	Interval time.Duration
 	MaxRetry time.Duration // 0: 5 min
 	Log      *logrus.Entry
@@ -66,10 +86,79 @@ type Upgrader struct {
 	OnResult func(rec UpgradeRecord, took time.Duration)
 
 	lastWarned chain.Version
+	reconfc    chan Settings
+	decidec    chan struct{}
+
+	mu      sync.Mutex
+	running chain.Version // the release the services run (what `current` must name)
+	links   LinkState
+}
+
+// LinkState says which links do not name the running release, and why.
+type LinkState struct {
+	Running       string // the release the services run
+	CurrentError  string // "" when `current` names it
+	SystemLink    string // the system-path link; "" for none
+	SystemLinkErr string // "" when it is made
+}
+
+// Links reports the links' state for status, readiness and metrics.
+func (u *Upgrader) Links() LinkState {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.links
+}
+
+// Reconfigure hands new settings to the running upgrader: the next decision
+// uses them, and it decides again at once. It never waits for an upgrade.
+func (u *Upgrader) Reconfigure(s Settings) {
+	u.init()
+	for {
+		select {
+		case u.reconfc <- s:
+			return
+		default:
+		}
+		// A newer config replaces one not yet taken.
+		select {
+		case <-u.reconfc:
+		default:
+		}
+	}
+}
+
+// init makes the channels; safe to call more than once before Run.
+func (u *Upgrader) init() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.reconfc == nil {
+		u.reconfc = make(chan Settings, 1)
+		u.decidec = make(chan struct{}, 1)
+	}
+}
+
+// Running is the release the services run.
+func (u *Upgrader) Running() chain.Version {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.running
+}
+
+// setRunning records v as the services' release and makes it the binary
+// upgradable services start on.
+func (u *Upgrader) setRunning(v chain.Version) {
+	u.mu.Lock()
+	u.running = v
+	u.links.Running = v.String()
+	u.mu.Unlock()
+	if u.Services != nil && !v.IsZero() {
+		u.Services.SetRelease(u.Installer.Store.BinPath(v), v.Tag())
+	}
 }
 
 // Run reacts to the poller's changes until ctx ends.
 func (u *Upgrader) Run(ctx context.Context) error {
+	u.init()
 	if u.MaxRetry == 0 {
 		u.MaxRetry = 5 * time.Minute
 	}
@@ -78,11 +167,15 @@ func (u *Upgrader) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	if cur, err := u.Installer.Current(); err == nil {
+		u.setRunning(cur)
+	}
 	if u.Probation != nil {
 		if err := u.watchStart(ctx, *u.Probation); err != nil {
 			return nil // ctx ended
 		}
 	}
+	u.repairLinks()
 	var (
 		latest   *chain.Snapshot
 		retry    <-chan time.Time
@@ -98,15 +191,27 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			// Changes that arrived during an upgrade queue in the poller's
 			// latest-wins channel: only the newest is acted on.
 			latest, retry, delay = &snap, nil, u.Interval
+		case s := <-u.reconfc:
+			u.Settings = s
+			u.Installer.Fetcher, u.Installer.SystemLink = s.Fetcher, s.SystemLink
+			u.Log.Info("config reloaded: deciding again with the new settings")
+			retry, delay = nil, u.Interval
+			u.repairLinks()
+		case <-u.decidec:
+			retry = nil
 		case <-retry:
 			retry = nil
 		case <-reminder.C:
+			u.repairLinks()
+			if err := u.State.Flush(); err != nil {
+				u.Log.WithError(err).Warn("state.json still cannot be written")
+			}
 			if latest != nil {
 				u.remindBelowMin(*latest)
 			}
 			continue
 		}
-		if latest == nil {
+		if latest == nil || retry != nil {
 			continue
 		}
 		err := u.attempt(ctx, *latest)
@@ -127,7 +232,10 @@ func toChainVersions(v chain.Versions) ChainVersions {
 
 // Decide runs the decision for snap against the running release.
 func (u *Upgrader) Decide(snap chain.Snapshot) Decision {
-	running, _ := u.Installer.Current()
+	running := u.Running()
+	if running.IsZero() {
+		running, _ = u.Installer.Current()
+	}
 	st := u.State.Get()
 	return Decide(Input{
 		Chain:            toChainVersions(snap.Versions),
@@ -144,8 +252,8 @@ func (u *Upgrader) Decide(snap chain.Snapshot) Decision {
 }
 
 func (u *Upgrader) remindBelowMin(snap chain.Snapshot) {
-	running, err := u.Installer.Current()
-	if err != nil {
+	running := u.Running()
+	if running.IsZero() {
 		return
 	}
 	minimum, _ := toChainVersions(snap.Versions).For(u.Roles)
@@ -158,7 +266,7 @@ func (u *Upgrader) remindBelowMin(snap chain.Snapshot) {
 // attempt does what the decision for snap says; an error means "retry".
 func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) error {
 	d := u.Decide(snap)
-	running, _ := u.Installer.Current()
+	running := u.Running()
 	log := u.Log.WithFields(logrus.Fields{"running": running.String(), "min": d.Min.String(), "target": d.Target.String()})
 	if d.WarnLoweredTarget {
 		u.lastWarned = d.Target
@@ -169,6 +277,10 @@ func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) error {
 	}
 	if d.Wanted.IsZero() {
 		log.WithField("reason", d.Reason).Debug("no upgrade")
+		return nil
+	}
+	if len(u.Services.Upgradable()) == 0 {
+		log.WithField("wanted", d.Wanted.String()).Info("upgrade due, but no lavap service is running to move")
 		return nil
 	}
 	log.WithFields(logrus.Fields{"wanted": d.Wanted.String(), "reason": d.Reason}).Info("upgrade due")
@@ -182,6 +294,8 @@ func (u *Upgrader) journal(j *Journal) error {
 	return u.State.Update(func(s *State) { s.Journal = &jc })
 }
 
+// finish records the outcome. A failed write is kept in memory and written
+// at the next poll (State.Flush): it never stops what called it.
 func (u *Upgrader) finish(from, to chain.Version, result string) {
 	rec := UpgradeRecord{From: from.String(), To: to.String(), Result: result, At: time.Now().UTC()}
 	var took time.Duration
@@ -189,180 +303,309 @@ func (u *Upgrader) finish(from, to chain.Version, result string) {
 		took = rec.At.Sub(j.Started)
 	}
 	if err := u.State.Update(func(s *State) { s.Journal = nil; s.LastUpgrade = &rec }); err != nil {
-		u.Log.WithError(err).Error("record upgrade result")
+		u.Log.WithError(err).Error("record upgrade result; it is written again at every poll")
 	}
 	if u.OnResult != nil {
 		u.OnResult(rec, took)
 	}
 }
 
+// failure is why a service failed on the new release.
+type failure struct {
+	service string
+	reason  string // for the log and the bad mark
+	exit    *supervisor.Exit
+	err     error // it could not be started
+	journal bool  // not the release's fault: state.json could not be written
+}
+
 // Upgrade moves the services from the running release to the first
-// candidate that can be had.
+// candidate that can be had. When a step fails, the steps before it are
+// undone in reverse before it returns.
 func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates []chain.Version, cv ChainVersions) error {
 	start := time.Now()
 	j := &Journal{From: from.String(), To: candidates[0].String(), Step: StepFetch, Started: start.UTC()}
 	if err := u.journal(j); err != nil {
-		return err
+		u.State.Update(func(s *State) { s.Journal = nil })
+		return fmt.Errorf("journal the upgrade: %w", err)
 	}
 	to, _, err := u.Installer.Obtain(ctx, candidates)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while fetching: not a failed upgrade. The journal's
+			// fetch step tells the next start that nothing was linked.
+			return ctx.Err()
+		}
 		u.finish(from, candidates[0], ResultFailed)
 		return err
 	}
 	j.To, j.Step = to.String(), StepSwap
 	if err := u.journal(j); err != nil {
-		return err
+		u.State.Update(func(s *State) { s.Journal = nil })
+		return fmt.Errorf("journal the swap to %s: %w", to.Tag(), err)
 	}
-	if err := u.Installer.Link(to); err != nil {
+	if err := u.Installer.LinkCurrent(to); err != nil {
+		// Nothing moved; `current` may still be the old link or gone: put
+		// it back (best effort, repaired at every poll otherwise).
+		u.repairCurrent()
 		u.finish(from, to, ResultFailed)
 		return err
 	}
+	u.setRunning(to)
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("linked the new release; restarting services")
 	j.Step = StepRestart
 	if err := u.journal(j); err != nil {
-		return err
+		return u.rollback(ctx, j, from, to, &failure{reason: fmt.Sprintf("journal the restart on %s: %v", to.Tag(), err), journal: true}, cv)
 	}
-	failed, early, err := u.restartAll(ctx, j)
+	f, err := u.restartAll(ctx, j)
 	if err != nil {
 		return err // ctx ended: the journal says where we were
 	}
-	if failed != nil {
-		return u.rollback(ctx, j, from, to, failed, early, cv)
+	if f != nil {
+		return u.rollback(ctx, j, from, to, f, cv)
 	}
 	u.finish(from, to, ResultSuccess)
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String(), "took": time.Since(start).Round(time.Millisecond).String()}).Info("upgrade done")
+	u.linkSystem()
 	u.prune(from, to)
 	return nil
 }
 
 // restartAll restarts the upgradable services on the linked release, each on
-// probation; it returns the first that failed its min-uptime.
-func (u *Upgrader) restartAll(ctx context.Context, j *Journal) (*supervisor.Service, supervisor.Exit, error) {
-	svcs := u.Services.Upgradable()
+// probation; it returns the first failure. A service that ended for good or
+// was removed meanwhile is skipped: there is nothing to move.
+func (u *Upgrader) restartAll(ctx context.Context, j *Journal) (*failure, error) {
+	names := u.Services.Upgradable()
 	if u.Rolling {
-		for _, svc := range svcs {
-			st, err := svc.Restart(ctx, true)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, supervisor.Exit{}, err
+		for _, name := range names {
+			st, f, err := u.restartOne(ctx, name)
+			if err != nil || f != nil {
+				if f != nil {
+					j.Moved = appendOnce(j.Moved, name)
 				}
-				return svc, supervisor.Exit{}, nil
+				return f, err
 			}
-			j.Moved = append(j.Moved, svc.Name())
+			if st == nil {
+				continue
+			}
+			j.Moved = appendOnce(j.Moved, name)
 			if err := u.journal(j); err != nil {
-				return nil, supervisor.Exit{}, err
+				return &failure{reason: fmt.Sprintf("journal the restart of %s: %v", name, err), journal: true}, nil
 			}
-			if e, failed, err := waitUp(ctx, svc, st.Early); err != nil || failed {
-				return svc, e, err
+			if f, err := u.waitUp(ctx, name, *st); err != nil || f != nil {
+				return f, err
 			}
 		}
-		return nil, supervisor.Exit{}, nil
+		return nil, nil
 	}
-	type started struct {
-		svc *supervisor.Service
-		st  supervisor.Started
-		err error
+	type result struct {
+		name string
+		st   *supervisor.Started
+		f    *failure
+		err  error
 	}
-	results := make(chan started, len(svcs))
-	for _, svc := range svcs {
+	results := make(chan result, len(names))
+	for _, name := range names {
 		go func() {
-			st, err := svc.Restart(ctx, true)
-			results <- started{svc, st, err}
+			st, f, err := u.restartOne(ctx, name)
+			results <- result{name, st, f, err}
 		}()
 	}
-	var all []started
-	for range svcs {
+	var all []result
+	for range names {
 		r := <-results
-		if r.err == nil {
-			j.Moved = append(j.Moved, r.svc.Name())
+		if r.st != nil || r.f != nil {
+			j.Moved = appendOnce(j.Moved, r.name)
 		}
 		all = append(all, r)
 	}
+	for _, r := range all {
+		if r.err != nil || r.f != nil {
+			return r.f, r.err
+		}
+	}
 	if err := u.journal(j); err != nil {
-		return nil, supervisor.Exit{}, err
+		return &failure{reason: fmt.Sprintf("journal the restart: %v", err), journal: true}, nil
 	}
 	for _, r := range all {
-		if r.err != nil {
-			if ctx.Err() != nil {
-				return nil, supervisor.Exit{}, r.err
+		if r.st == nil {
+			continue
+		}
+		if f, err := u.waitUp(ctx, r.name, *r.st); err != nil || f != nil {
+			return f, err
+		}
+	}
+	return nil, nil
+}
+
+func appendOnce(s []string, name string) []string {
+	for _, n := range s {
+		if n == name {
+			return s
+		}
+	}
+	return append(s, name)
+}
+
+// restartOne restarts name on probation. nil Started and nil failure: the
+// service is gone (ended for good, removed) and is skipped.
+func (u *Upgrader) restartOne(ctx context.Context, name string) (*supervisor.Started, *failure, error) {
+	st, err := u.Services.Restart(ctx, name, true)
+	switch {
+	case err == nil:
+		return &st, nil, nil
+	case ctx.Err() != nil:
+		return nil, nil, ctx.Err()
+	case errors.Is(err, supervisor.ErrGone):
+		u.Log.WithError(err).WithField("service", name).Info("not moved: the service is gone")
+		return nil, nil, nil
+	}
+	return nil, &failure{service: name, reason: fmt.Sprintf("service %s could not start: %v", name, err), err: err}, nil
+}
+
+// waitUp waits for name's min-uptime on probation. A reload that replaces the
+// service meanwhile restarts it on the new release: its probation starts again.
+func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Started) (*failure, error) {
+	for {
+		t := time.NewTimer(st.MinUptime)
+		select {
+		case e := <-st.Early:
+			t.Stop()
+			return &failure{service: name, exit: &e, reason: fmt.Sprintf("service %s exited (%s) before its min-uptime", name, e.String())}, nil
+		case <-t.C:
+			return nil, nil
+		case <-st.Replaced:
+			t.Stop()
+			next, f, err := u.restartOne(ctx, name)
+			if err != nil || f != nil {
+				return f, err
 			}
-			return r.svc, supervisor.Exit{}, nil
+			if next == nil {
+				return nil, nil // removed by the reload
+			}
+			st = *next
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
 		}
-	}
-	for _, r := range all {
-		if e, failed, err := waitUp(ctx, r.svc, r.st.Early); err != nil || failed {
-			return r.svc, e, err
-		}
-	}
-	return nil, supervisor.Exit{}, nil
-}
-
-// waitUp waits for svc's min-uptime; failed when it exited before.
-func waitUp(ctx context.Context, svc *supervisor.Service, early <-chan supervisor.Exit) (supervisor.Exit, bool, error) {
-	t := time.NewTimer(svc.MinUptime())
-	defer t.Stop()
-	select {
-	case e := <-early:
-		return e, true, nil
-	case <-t.C:
-		return supervisor.Exit{}, false, nil
-	case <-ctx.Done():
-		return supervisor.Exit{}, false, ctx.Err()
 	}
 }
 
-// rollback links back to from, restarts the services already moved, and
-// marks to as bad.
-func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Version, failed *supervisor.Service, e supervisor.Exit, cv ChainVersions) error {
-	reason := fmt.Sprintf("service %s exited (%s) before its min-uptime on %s", failed.Name(), e.String(), to.Tag())
-	u.Log.WithFields(logrus.Fields{
-		"service": failed.Name(), "exit_code": e.Code(), "release": to.String(),
-		"last_lines": strings.Join(failed.LastLines(10), "\n"),
-	}).Error("new release failed; rolling back to " + from.String())
-	mark := BadMark{At: time.Now().UTC(), Reason: reason, Chain: cv}
+// rollback puts the moved services back on from, marks to bad (unless the
+// failure was state.json's), and links `current` back. No failure of a step
+// stops the ones after it: a journal that cannot be written is written
+// later, a `current` that cannot be linked is repaired at every poll, and
+// the services are restarted on from in every case.
+func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Version, f *failure, cv ChainVersions) error {
+	reason := f.reason + " on " + to.Tag()
+	fields := logrus.Fields{"release": to.String(), "reason": reason}
+	if f.service != "" {
+		fields["service"] = f.service
+	}
+	if f.exit != nil {
+		fields["exit_code"] = f.exit.Code()
+		if lines := u.Services.LastLines(f.service, 10); len(lines) > 0 {
+			fields["last_lines"] = strings.Join(lines, "\n")
+		}
+	}
+	u.Log.WithFields(fields).Error("new release failed; rolling back to " + from.String())
+	if from.IsZero() {
+		u.finish(from, to, ResultRolledBack)
+		return errors.New(reason + "; no earlier release to roll back to")
+	}
+	// The services' release first: nothing after this can start one on to.
+	u.setRunning(from)
 	// The bad mark and the rollback step are written together: a LavaVisor
 	// killed right after must not try the bad release again.
 	j.Step, j.Updated = StepRollback, time.Now().UTC()
 	jc := *j
 	if err := u.State.Update(func(s *State) {
 		s.Journal = &jc
+		if f.journal {
+			return
+		}
 		if s.Bad == nil {
 			s.Bad = map[string]BadMark{}
 		}
-		s.Bad[to.String()] = mark
+		s.Bad[to.String()] = BadMark{At: time.Now().UTC(), Reason: reason, Chain: cv}
 	}); err != nil {
-		return fmt.Errorf("journal rollback: %w", err)
+		u.Log.WithError(err).Error("journal the rollback; rolling back anyway, state.json is written again at every poll")
 	}
-	if from.IsZero() {
-		u.finish(from, to, ResultRolledBack)
-		return errors.New(reason + "; no earlier release to roll back to")
+	u.repairCurrent()
+	moved := map[string]bool{}
+	if f.service != "" {
+		moved[f.service] = true
 	}
-	if err := u.Installer.Link(from); err != nil {
-		return fmt.Errorf("roll back to %s: %w", from.Tag(), err)
-	}
-	moved := map[string]bool{failed.Name(): true}
 	for _, n := range j.Moved {
 		moved[n] = true
 	}
-	for _, svc := range u.Services.Upgradable() {
-		if !moved[svc.Name()] {
+	for _, name := range u.Services.Upgradable() {
+		if !moved[name] {
 			continue
 		}
-		if _, err := svc.Restart(ctx, false); err != nil {
+		if _, err := u.Services.Restart(ctx, name, false); err != nil {
 			if ctx.Err() != nil {
-				return err
+				return ctx.Err()
 			}
-			u.Log.WithError(err).WithField("service", svc.Name()).Error("restart on the previous release")
+			u.Log.WithError(err).WithField("service", name).Error("restart on the previous release")
 		}
 	}
 	u.finish(from, to, ResultRolledBack)
+	if f.journal {
+		return errors.New(reason)
+	}
 	u.Log.WithFields(logrus.Fields{"release": from.String(), "bad": to.String()}).Error("rolled back; the new release is marked bad until the chain's versions change or bad-release-retry passes")
 	return nil
 }
 
-type failedStart struct {
-	svc  *supervisor.Service
-	exit supervisor.Exit
+// repairCurrent points `current` at the running release if it does not.
+func (u *Upgrader) repairCurrent() {
+	running := u.Running()
+	if running.IsZero() {
+		return
+	}
+	msg := ""
+	if cur, err := u.Installer.Current(); err != nil || cur != running {
+		if err := u.Installer.LinkCurrent(running); err != nil {
+			msg = err.Error()
+			u.Log.WithError(err).WithField("release", running.Tag()).Error("`current` does not name the running release and cannot be linked; the services stay where they run, retrying at every poll")
+		} else {
+			u.Log.WithField("release", running.Tag()).Info("`current` repaired: it names the running release again")
+		}
+	}
+	u.mu.Lock()
+	u.links.CurrentError = msg
+	u.mu.Unlock()
+}
+
+// linkSystem makes the system-path link name the running release, best
+// effort: a failure is a warning, retried at every poll.
+func (u *Upgrader) linkSystem() {
+	running := u.Running()
+	if running.IsZero() {
+		return
+	}
+	u.mu.Lock()
+	was := u.links.SystemLinkErr
+	u.mu.Unlock()
+	msg := ""
+	if err := u.Installer.LinkSystem(running); err != nil {
+		msg = err.Error()
+		if msg != was {
+			u.Log.WithError(err).Warn("system-path link not made (a convenience for your shell: the services are not affected); retrying at every poll")
+		}
+	} else if was != "" {
+		u.Log.WithField("link", u.Installer.SystemLink).Info("system-path link made")
+	}
+	u.mu.Lock()
+	u.links.SystemLink, u.links.SystemLinkErr = u.Installer.SystemLink, msg
+	u.mu.Unlock()
+}
+
+// repairLinks brings both links to the running release.
+func (u *Upgrader) repairLinks() {
+	u.repairCurrent()
+	u.linkSystem()
 }
 
 // watchStart watches services started on a release linked at start (journal
@@ -373,36 +616,51 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 	if err != nil {
 		return nil
 	}
-	// They all started together: one deadline, the longest min-uptime.
-	svcs := u.Services.Upgradable()
-	var longest time.Duration
-	for _, svc := range svcs {
-		j.Moved = append(j.Moved, svc.Name())
-		longest = max(longest, svc.MinUptime())
+	type early struct {
+		name string
+		exit supervisor.Exit
 	}
+	// They all started together: one deadline, the longest min-uptime.
+	var longest time.Duration
 	done := make(chan struct{})
 	defer close(done)
-	exits := make(chan failedStart, len(svcs))
-	for _, svc := range svcs {
-		if svc.FirstEarly() == nil {
+	exits := make(chan early, 16)
+	for _, name := range u.Services.Upgradable() {
+		st, ok := u.Services.FirstStart(name)
+		if !ok {
 			continue
 		}
+		j.Moved = append(j.Moved, name)
+		longest = max(longest, st.MinUptime)
 		go func() {
 			select {
-			case e := <-svc.FirstEarly():
-				exits <- failedStart{svc, e}
+			case e := <-st.Early:
+				select {
+				case exits <- early{name, e}:
+				case <-done:
+				}
 			case <-done:
 			}
 		}()
 	}
+	t := time.NewTimer(longest)
+	defer t.Stop()
 	select {
-	case f := <-exits:
+	case e := <-exits:
 		var cv ChainVersions
 		if st := u.State.Get(); st.Chain != nil {
 			cv = st.Chain.ChainVersions
 		}
-		return u.rollback(ctx, &j, from, to, f.svc, f.exit, cv)
-	case <-time.After(longest):
+		f := &failure{service: e.name, exit: &e.exit, reason: fmt.Sprintf("service %s exited (%s) before its min-uptime", e.name, e.exit.String())}
+		err := u.rollback(ctx, &j, from, to, f, cv)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			u.Log.WithError(err).Error("rollback at start")
+		}
+		return nil
+	case <-t.C:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
