@@ -126,8 +126,8 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 // sessionCollector reads the services, the chain and the linked release at
 // each scrape, so the metrics never lag what `status` says.
 type sessionCollector struct {
-	o                                                              *ops
-	up, restarts, lastExit, dropped, chain, height, release, build *prometheus.Desc
+	o                                                                      *ops
+	up, restarts, lastExit, dropped, chain, height, release, build, linkOK *prometheus.Desc
 }
 
 func newSessionCollector(o *ops) *sessionCollector {
@@ -150,11 +150,13 @@ func newSessionCollector(o *ops) *sessionCollector {
 			"The lavap release `current` links to: what lavap services run.", []string{"release"}, nil),
 		build: prometheus.NewDesc("lavavisor_build_info",
 			"LavaVisor's own version.", []string{"version"}, nil),
+		linkOK: prometheus.NewDesc("lavavisor_link_ok",
+			"1 when the link names the running release, 0 when it cannot be written (retried every poll); link is current or system.", []string{"link"}, nil),
 	}
 }
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build} {
+	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK} {
 		ch <- d
 	}
 }
@@ -184,6 +186,19 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.release, prometheus.GaugeValue, 1, tag)
 	}
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version)
+	if c.o.links != nil {
+		l := c.o.links()
+		ok := func(errText string) float64 {
+			if errText == "" {
+				return 1
+			}
+			return 0
+		}
+		ch <- prometheus.MustNewConstMetric(c.linkOK, prometheus.GaugeValue, ok(l.CurrentError), "current")
+		if l.SystemLink != "" {
+			ch <- prometheus.MustNewConstMetric(c.linkOK, prometheus.GaugeValue, ok(l.SystemLinkErr), "system")
+		}
+	}
 }
 
 // notReady says why the session is not ready, or "" when it is.

@@ -445,6 +445,9 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 	} else {
 		fmt.Fprintln(w, "last upgrade: none")
 	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(w, "problem: "+p)
+	}
 }
 
 func orDash(s string) string {

@@ -59,7 +59,11 @@ func assertKeys(t *testing.T, b []byte) {
 			t.Errorf("%s keys %v, want %v", what, got, w)
 		}
 	}
-	want("top-level", keysOf(b), "services", "chain", "last_upgrade")
+	if _, ok := m["problems"]; ok {
+		want("top-level", keysOf(b), "services", "chain", "last_upgrade", "problems")
+	} else {
+		want("top-level", keysOf(b), "services", "chain", "last_upgrade")
+	}
 	var svcs []json.RawMessage
 	json.Unmarshal(m["services"], &svcs)
 	for _, s := range svcs {

@@ -51,7 +51,7 @@ type Supervisor struct {
 	killc chan struct{}
 	kill  sync.Once
 
-	applyc  chan []Spec
+	applyc  chan applyRequest
 	readyc  chan *handle  // a removed or replaced service's process is gone
 	started chan struct{} // closed once Run has launched the first specs
 	done    chan struct{} // closed when Run returns
@@ -69,6 +69,11 @@ type Supervisor struct {
 	stopped  bool // Run's context ended: nothing new starts
 	relPath  string
 	relTag   string
+}
+
+type applyRequest struct {
+	specs []Spec
+	done  chan struct{}
 }
 
 type handle struct {
@@ -100,7 +105,7 @@ func New(opts Options) *Supervisor {
 		opts:     opts,
 		log:      opts.Log,
 		killc:    make(chan struct{}),
-		applyc:   make(chan []Spec),
+		applyc:   make(chan applyRequest),
 		readyc:   make(chan *handle),
 		started:  make(chan struct{}),
 		done:     make(chan struct{}),
@@ -141,13 +146,20 @@ func (s *Supervisor) Forward(sig syscall.Signal) {
 // Apply replaces the set of services (SIGHUP): added ones start, removed ones
 // stop, ones whose process changed restart once their old process is gone,
 // the others keep their process and take the new stop and restart settings.
-// It returns as soon as Run took the specs: it never waits for a stop.
+// It returns once the new set is in place (status shows it), never waiting
+// for a stop: a replaced service starts when its old process is gone.
 func (s *Supervisor) Apply(ctx context.Context, specs []Spec) error {
+	req := applyRequest{specs: specs, done: make(chan struct{})}
 	select {
-	case s.applyc <- specs:
-		return nil
+	case s.applyc <- req:
 	case <-s.done:
 		return errors.New("supervisor stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-req.done:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -185,7 +197,13 @@ func (s *Supervisor) Status() []Status {
 		if h, ok := s.svcs[name]; ok {
 			out = append(out, h.svc.Status())
 		} else if r, ok := s.pending[name]; ok {
-			out = append(out, Status{Name: name, State: "stopping", Upgradable: r.spec.Upgradable})
+			// Replaced: its old process is still stopping.
+			st := Status{Name: name, Upgradable: r.spec.Upgradable}
+			if old, ok := s.draining[name]; ok {
+				st = old.svc.Status()
+			}
+			st.State = "stopping"
+			out = append(out, st)
 		}
 	}
 	return out
@@ -327,12 +345,13 @@ func (s *Supervisor) Run(ctx context.Context, specs []Spec) []Result {
 			h.result = &r
 			s.mu.Unlock()
 			finished = append(finished, r)
-		case specs := <-s.applyc:
+		case req := <-s.applyc:
 			s.mu.Lock()
 			if !s.stopped {
-				s.applyLocked(specs)
+				s.applyLocked(req.specs)
 			}
 			s.mu.Unlock()
+			close(req.done)
 		case h := <-s.readyc:
 			s.mu.Lock()
 			s.drainedLocked(h)

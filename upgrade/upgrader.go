@@ -85,9 +85,10 @@ type Upgrader struct {
 	// (metrics, tests); optional.
 	OnResult func(rec UpgradeRecord, took time.Duration)
 
-	lastWarned chain.Version
-	reconfc    chan Settings
-	decidec    chan struct{}
+	lastWarned   chain.Version
+	stateFailing bool // a state.json write failed and was reported
+	reconfc      chan Settings
+	decidec      chan struct{}
 
 	mu      sync.Mutex
 	running chain.Version // the release the services run (what `current` must name)
@@ -203,9 +204,7 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			retry = nil
 		case <-reminder.C:
 			u.repairLinks()
-			if err := u.State.Flush(); err != nil {
-				u.Log.WithError(err).Warn("state.json still cannot be written")
-			}
+			u.flushState()
 			if latest != nil {
 				u.remindBelowMin(*latest)
 			}
@@ -556,6 +555,22 @@ func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Vers
 	}
 	u.Log.WithFields(logrus.Fields{"release": from.String(), "bad": to.String()}).Error("rolled back; the new release is marked bad until the chain's versions change or bad-release-retry passes")
 	return nil
+}
+
+// flushState writes state.json if a change could not be written before; it
+// logs when writing fails first and when it works again, not every poll.
+func (u *Upgrader) flushState() {
+	if !u.State.Dirty() {
+		return
+	}
+	err := u.State.Flush()
+	switch {
+	case err != nil && !u.stateFailing:
+		u.Log.WithError(err).Error("state.json cannot be written; retrying at every poll")
+	case err == nil && u.stateFailing:
+		u.Log.Info("state.json written again")
+	}
+	u.stateFailing = err != nil
 }
 
 // repairCurrent points `current` at the running release if it does not.
