@@ -79,6 +79,23 @@ func (f *stateFault) off() {
 	os.RemoveAll(filepath.Join(f.h.root(), "state.json"))
 }
 
+// placeFailingOnCue places a release that records its start in the file
+// started and exits 1 once the file cue exists: the test decides when a new
+// release fails, after it has set up another fault.
+func (h *testHome) placeFailingOnCue(version string) (started, cue string) {
+	h.t.Helper()
+	started, cue = filepath.Join(h.dir, "started-"+version), filepath.Join(h.dir, "fail-"+version)
+	dir := filepath.Join(h.root(), "upgrades", "v"+version)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo %s; exit 0; }\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.02; done\necho 'FTL cannot serve' >&2\nexit 1\n", version, started, cue)
+	if err := os.WriteFile(filepath.Join(dir, "lavap"), []byte(script), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	return started, cue
+}
+
 // Point 1: a rollback whose journal cannot be written still links back and
 // restarts the service; state.json is written once the disk has room. The
 // new release fails on cue (a file outside the home), after the disk filled
@@ -89,13 +106,7 @@ func TestRollbackWithFullDiskKeepsTheService(t *testing.T) {
 	h.place("6.2.5")
 	h.link("6.2.5")
 	h.versions("6.2.5", "6.2.5")
-	started, cue := filepath.Join(h.dir, "started-6.2.6"), filepath.Join(h.dir, "crash-now")
-	dir := filepath.Join(h.root(), "upgrades", "v6.2.6")
-	os.MkdirAll(dir, 0o755)
-	script := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 6.2.6; exit 0; }\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.02; done\necho 'FTL cannot serve' >&2\nexit 1\n", started, cue)
-	if err := os.WriteFile(filepath.Join(dir, "lavap"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	started, cue := h.placeFailingOnCue("6.2.6")
 	h.config(fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nmin-uptime: 60s\nlink: none\nservices:\n", h.dir) + h.service("p1", ""))
 	p := h.start("start")
 	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 })
@@ -135,6 +146,57 @@ func TestRollbackWithFullDiskKeepsTheService(t *testing.T) {
 	p.waitFor("p1 on 6.2.7", func() bool { return h.lastStartVersion("p1") == "6.2.7" })
 	if h.currentTag() != "v6.2.7" {
 		t.Errorf("current = %s", h.currentTag())
+	}
+}
+
+// SPEC §6.8 point 2: when `current` cannot be linked back during a
+// rollback, the services still go back to the release they ran; status and
+// /readyz say that `current` differs, and it is repaired at the first poll
+// after it can be.
+func TestRollbackWithCurrentInTheWay(t *testing.T) {
+	h := newTestHome(t)
+	h.place("6.2.5")
+	h.link("6.2.5")
+	h.versions("6.2.5", "6.2.5")
+	started, cue := h.placeFailingOnCue("6.2.6")
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nmin-uptime: 60s\nlink: none\nservices:\n", h.dir) + h.service("p1", ""))
+	p := h.start("--metrics-addr", "127.0.0.1:0", "start")
+	base := metricsURL(p)
+	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 })
+	p.waitLog("polling the chain")
+	h.versions("6.2.5", "6.2.6")
+	p.waitFor("p1 on 6.2.6, in probation", func() bool { _, err := os.Stat(started); return err == nil })
+	// A directory where `current` is: it is never replaced by a link.
+	cur := filepath.Join(h.root(), "current")
+	if err := os.Remove(cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(cur, "in-the-way"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cue, nil, 0o644)
+	p.waitLog("rolling back")
+	p.waitFor("p1 back on 6.2.5", func() bool { return h.lastStartVersion("p1") == "6.2.5" && h.count("p1", "start") == 2 && h.live("p1") == 1 })
+	rep, _ := statusJSON(t, h.dir)
+	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "current does not name the running release 6.2.5") {
+		t.Errorf("status problems = %q", rep.Problems)
+	}
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "current does not name") {
+		t.Errorf("/readyz = %d %q, want 503 naming current", code, body)
+	}
+	// A crash restart meanwhile stays on the release that runs.
+	for _, pid := range h.pids("p1")[1:] {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	p.waitFor("p1 restarted by its policy", func() bool { return h.count("p1", "start") == 3 && h.live("p1") == 1 })
+	if v := h.lastStartVersion("p1"); v != "6.2.5" {
+		t.Errorf("crash restart on %s, want 6.2.5", v)
+	}
+	os.RemoveAll(cur)
+	p.waitFor("current repaired", func() bool { return h.currentTag() == "v6.2.5" })
+	p.waitLog("`current` repaired")
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d after the repair", code)
 	}
 }
 
@@ -308,6 +370,33 @@ func TestStopDuringStartTimeDownload(t *testing.T) {
 	st := h.state(t)
 	if st["last_upgrade"] != nil {
 		t.Errorf("a stop during a download is recorded as an upgrade: %v", st["last_upgrade"])
+	}
+}
+
+// Point 5 for init: a stop during its download exits 130 and leaves nothing.
+func TestInitInterruptedDuringDownload(t *testing.T) {
+	stall := make(chan struct{})
+	started := make(chan struct{}, 1)
+	rs := &releaseServer{missing: map[string]bool{}, badSum: map[string]bool{}, override: map[string][]byte{}, hits: map[string]int{}}
+	rs.Server = httptest.NewServer(stallHandler(http.HandlerFunc(rs.serve), "/v6.2.6/lavap-", stall, started))
+	defer rs.Close()
+	defer close(stall)
+	h := newTestHome(t)
+	h.versions("6.2.6", "6.2.6")
+	p := startLavavisor(t, "--directory", h.dir, "--node", "file://"+filepath.Join(h.dir, "versions.yml"),
+		"--download-url", rs.URL+"/v{version}/lavap-v{version}-{os}-{arch}", "--checksums-url", rs.URL+"/v{version}/sha256sum.txt",
+		"init", "--auto-download")
+	<-started
+	p.signal(syscall.SIGINT)
+	if code := p.wait(); code != 130 {
+		t.Errorf("init exit %d after SIGINT, want 130", code)
+	}
+	h.noTemp(t)
+	if _, err := os.Lstat(filepath.Join(h.root(), "current")); err == nil {
+		t.Error("current linked by an interrupted init")
+	}
+	if _, err := os.Stat(filepath.Join(h.root(), "upgrades", "v6.2.6")); err == nil {
+		t.Error("a release folder left by an interrupted init")
 	}
 }
 
