@@ -176,7 +176,9 @@ func TestRollbackWithCurrentInTheWay(t *testing.T) {
 	}
 	os.WriteFile(cue, nil, 0o644)
 	p.waitLog("rolling back")
-	p.waitFor("p1 back on 6.2.5", func() bool { return h.lastStartVersion("p1") == "6.2.5" && h.count("p1", "start") == 2 && h.live("p1") == 1 })
+	p.waitFor("p1 back on 6.2.5", func() bool {
+		return h.lastStartVersion("p1") == "6.2.5" && h.count("p1", "start") == 2 && h.live("p1") == 1
+	})
 	rep, _ := statusJSON(t, h.dir)
 	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "current does not name the running release 6.2.5") {
 		t.Errorf("status problems = %q", rep.Problems)
