@@ -14,6 +14,7 @@ import (
 
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/control"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
@@ -132,11 +133,15 @@ func (s *session) run() error {
 		}
 		return err
 	}
-	ops, err := openOps(s.home, s.metricsAddr, log)
+	ops, err := control.Open(s.home.socket(), s.metricsAddr, control.Options{
+		Log:     log,
+		Current: func() (string, error) { _, tag, err := s.home.current(); return tag, err },
+		Version: version,
+	})
 	if err != nil {
 		return err
 	}
-	defer ops.close()
+	defer ops.Close()
 	removeTemp(s.home, log)
 
 	specs := s.specs(cfg)
@@ -219,20 +224,21 @@ func (s *session) run() error {
 		Reaper:  reaper,
 		Sink:    s.sink,
 		Release: s.home.lavapBinary,
+		Held:    heldServices(st, specs, log),
 	})
 	up.Services = sup
-	up.OnResult = ops.upgraded
-	ops.watch(sup, st, cfg, specs)
-	ops.watchLinks(up.Links)
+	up.OnResult = ops.Upgraded
+	ops.Watch(sup, st, cfg, specs)
+	ops.WatchLinks(up.Links)
 
 	forced := make(chan struct{})
-	reloadc := make(chan struct{}, 1)
+	reloadc := make(chan reloadRequest, 1)
 	s.stop.hooks(func() {
 		close(forced)
 		sup.Kill()
 	}, func() {
 		select {
-		case reloadc <- struct{}{}:
+		case reloadc <- reloadRequest{via: "SIGHUP"}:
 		default: // one already queued reads the newest config.yml
 		}
 	}, sup.Forward)
@@ -283,8 +289,12 @@ func (s *session) run() error {
 				select {
 				case <-rctx.Done():
 					return nil
-				case <-reloadc:
-					cfg = s.reload(rctx, cfg, sup, up, poller, &sources, ops)
+				case req := <-reloadc:
+					var err error
+					cfg, err = s.reload(rctx, req.via, cfg, sup, up, poller, &sources, ops)
+					if req.reply != nil {
+						req.reply <- err
+					}
 				}
 			}
 		}, func(error) {
@@ -301,9 +311,9 @@ func (s *session) run() error {
 			Record:   func(snap chain.Snapshot) error { return recordChain(st, snap) },
 			Initial:  snap,
 			ChainID:  cfg.ChainID,
-			OnPoll:   ops.polled,
+			OnPoll:   ops.Polled,
 		})
-		ops.watchChain(poller)
+		ops.WatchChain(poller)
 		up.Updates = poller.Subscribe()
 		up.Interval = interval
 		{
@@ -331,7 +341,8 @@ func (s *session) run() error {
 			})
 		}
 	}
-	ops.addActors(&g)
+	ops.Handle(s.commands(sup, up, st, reloadc, upgradable))
+	ops.AddActors(&g)
 	s.banner(log, cfg, specs)
 	err = g.Run()
 
@@ -363,56 +374,59 @@ func (s *session) stoppedEarly(log *logrus.Entry) error {
 	return nil
 }
 
-// reload applies config.yml again (SIGHUP): the services through their one
-// owner, every other setting through the upgrader and the poller at their
-// next decision. A bad config is logged and the running one kept. It returns
-// the config now in force.
-func (s *session) reload(ctx context.Context, cur *config.Config, sup *supervisor.Supervisor, up *upgrade.Upgrader, poller *chain.Poller, sources *[]chain.Source, o *ops) *config.Config {
+// reload applies config.yml again (SIGHUP, `lavavisor reload`): the
+// services through their one owner, every other setting through the
+// upgrader and the poller at their next decision. A bad config is logged,
+// the running one kept, and the reason returned. It returns the config now
+// in force.
+func (s *session) reload(ctx context.Context, via string, cur *config.Config, sup *supervisor.Supervisor, up *upgrade.Upgrader, poller *chain.Poller, sources *[]chain.Source, o *control.Plane) (*config.Config, error) {
 	log := s.log.WithField("component", "reload")
+	refuse := func(err error) (*config.Config, error) {
+		log.WithError(err).Error(via + ": new config not applied; keeping the running one")
+		return cur, err
+	}
 	cfg, err := s.load()
 	if err == nil {
 		err = s.password.reloadable(cfg)
 	}
 	if err != nil {
-		log.WithError(err).Error("SIGHUP: new config not applied; keeping the running one")
-		return cur
+		return refuse(err)
 	}
 	if _, err := pinVersion(cfg); err != nil {
-		log.WithError(err).Error("SIGHUP: new config not applied; keeping the running one")
-		return cur
+		return refuse(err)
+	}
+	var settings upgrade.Settings
+	if up.Updates != nil {
+		if settings, err = upgraderSettings(cfg, s.home, up.Log); err != nil {
+			return refuse(err)
+		}
 	}
 	if cfg.ReleasesDir != cur.ReleasesDir {
-		log.WithFields(logrus.Fields{"key": "releases-dir", "running": cur.ReleasesDir, "new": cfg.ReleasesDir}).Warn("SIGHUP: this key applies only at the next start of lavavisor")
+		log.WithFields(logrus.Fields{"key": "releases-dir", "running": cur.ReleasesDir, "new": cfg.ReleasesDir}).Warn(via + ": this key applies only at the next start of lavavisor")
 	}
 	specs := s.specs(cfg)
 	if err := sup.Apply(ctx, specs); err != nil {
-		log.WithError(err).Warn("SIGHUP: config not applied")
-		return cur
+		return refuse(err)
 	}
-	o.reconfigure(cfg, specs)
+	o.Reconfigure(cfg, specs)
 	if up.Updates != nil {
-		settings, err := upgraderSettings(cfg, s.home, up.Log)
-		if err != nil {
-			log.WithError(err).Error("SIGHUP: upgrade settings not applied")
-		} else {
-			up.Reconfigure(settings)
-		}
+		up.Reconfigure(settings)
 	}
 	if poller != nil && chainChanged(cur, cfg) {
 		src, err := chainSource(cfg, s.log.WithField("component", "chain"))
 		if err != nil {
-			log.WithError(err).Error("SIGHUP: chain source not applied")
+			log.WithError(err).Error(via + ": chain source not applied")
 		} else {
 			*sources = append(*sources, src)
 			ictx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout.Std())
 			interval, _ := chain.PollInterval(ictx, src, cfg.PollInterval.Std())
 			cancel()
 			poller.Reconfigure(src, interval, cfg.ChainID)
-			log.WithFields(logrus.Fields{"source": src.String(), "interval": interval.String()}).Info("SIGHUP: polling the new chain source")
+			log.WithFields(logrus.Fields{"source": src.String(), "interval": interval.String()}).Info(via + ": polling the new chain source")
 		}
 	}
-	log.Info("SIGHUP: config.yml applied")
-	return cfg
+	log.Info(via + ": config.yml applied")
+	return cfg, nil
 }
 
 // chainChanged reports whether the chain source or poll interval changed.

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,19 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
+	"github.com/lavavisor/lavavisor/control"
 )
 
 // statusJSON runs `status --json` and decodes it strictly, so that a key
 // added, renamed or missing fails the test.
-func statusJSON(t *testing.T, dir string) (statusReport, string) {
+func statusJSON(t *testing.T, dir string) (control.Report, string) {
 	t.Helper()
 	code, out := runLavavisor(t, "--directory", dir, "status", "--json")
 	if code != 0 {
 		t.Fatalf("status --json: exit %d\n%s", code, out)
 	}
 	assertKeys(t, []byte(out))
-	var rep statusReport
+	var rep control.Report
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rep); err != nil {
@@ -208,73 +206,15 @@ func TestStatusSocketPathTooLong(t *testing.T) {
 	}
 }
 
-// TestControlSocketProtocol talks to the server in-process: an unknown
-// request gets a clear error, a silent client does not hold the server.
-func TestControlSocketProtocol(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "lavavisor.sock")
-	os.WriteFile(path, []byte("stale"), 0o644) // replaced, whatever it was
-	c, err := listenControl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	served := make(chan struct{})
-	go func() {
-		c.serve(func() statusReport {
-			return statusReport{Services: []serviceReport{{Name: "x", State: "running", PID: 7}}}
-		}, logrus.NewEntry(log))
-		close(served)
-	}()
-
-	silent, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-
-	conn, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.Write([]byte("reboot\n"))
-	b, _ := io.ReadAll(conn)
-	conn.Close()
-	if !bytes.Contains(b, []byte(`unknown request \"reboot\"`)) {
-		t.Errorf("unknown request answered %s", b)
-	}
-
-	rep, err := askStatus(home{root: dir})
-	if err != nil || len(rep.Services) != 1 || rep.Services[0].PID != 7 || rep.Chain != nil {
-		t.Errorf("askStatus: %+v %v", rep, err)
-	}
-	c.stop()
-	silent.Close() // the server waits for its connections; a silent one times out anyway
-	select {
-	case <-served:
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return after stop")
-	}
-	c.close()
-	if _, err := os.Lstat(path); !os.IsNotExist(err) {
-		t.Errorf("socket not removed: %v", err)
-	}
-}
-
 func TestPrintStatus(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	rep := statusReport{
-		Services: []serviceReport{
+	rep := control.Report{
+		Services: []control.ServiceReport{
 			{Name: "provider-eth", State: "running", PID: 42, Release: "v6.2.6", UptimeS: 3725.5, Restarts: 1, LastExit: "exit code 0"},
 			{Name: "sidecar", State: "backoff", Restarts: 3, LastExit: "killed by SIGKILL"},
 		},
-		Chain:       &chainReport{ProviderMin: "6.2.5", ProviderTarget: "6.2.6", ConsumerMin: "6.2.5", ConsumerTarget: "6.2.6", Height: 1234},
-		LastUpgrade: &upgradeReport{From: "6.2.5", To: "6.2.6", Result: "success", At: now.Add(-time.Hour)},
+		Chain:       &control.ChainReport{ProviderMin: "6.2.5", ProviderTarget: "6.2.6", ConsumerMin: "6.2.5", ConsumerTarget: "6.2.6", Height: 1234},
+		LastUpgrade: &control.UpgradeReport{From: "6.2.5", To: "6.2.6", Result: "success", At: now.Add(-time.Hour)},
 	}
 	var b bytes.Buffer
 	printStatus(&b, rep, now)
@@ -291,7 +231,7 @@ func TestPrintStatus(t *testing.T) {
 		}
 	}
 	b.Reset()
-	printStatus(&b, statusReport{}, now)
+	printStatus(&b, control.Report{}, now)
 	if !strings.Contains(b.String(), "chain: not read yet") || !strings.Contains(b.String(), "last upgrade: none") {
 		t.Errorf("empty report:\n%s", b.String())
 	}

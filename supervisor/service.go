@@ -115,7 +115,15 @@ type Started struct {
 	Replaced <-chan struct{}
 }
 
+// Kinds of request to a service's run loop besides a restart.
+const (
+	reqRestart = iota
+	reqHold    // stop it and keep it stopped (operator's `service stop`)
+	reqUnhold  // start a held service (`service start`)
+)
+
 type restartRequest struct {
+	kind      int
 	probation bool
 	reply     chan restartReply
 }
@@ -221,13 +229,22 @@ func (s *Service) update(spec Spec) {
 // good. first, when set, is a restart request that the first start answers
 // (a service changed by a reload while an upgrade wanted it restarted).
 // replaced is closed when a reload replaces or removes the service.
-func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-chan struct{}) Result {
+func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-chan struct{}, held bool) Result {
 	name := s.snapshot().Name
 	delay := s.backoff.Min
 	var (
 		p     *proc
 		timer <-chan time.Time
 	)
+	if held {
+		// Held by the operator across a reload or a restart of LavaVisor:
+		// no process until `service start`.
+		s.setState("held")
+		if first != nil {
+			first.reply <- restartReply{err: &goneError{name, "is held stopped by the operator (lavavisor service start " + name + ")"}}
+		}
+		first = nil
+	}
 	start := func() error {
 		var err error
 		p, err = s.start()
@@ -247,18 +264,20 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 		}
 		req.reply <- reply
 	}
-	err := start()
-	if first != nil {
-		answer(*first, err)
-	}
-	if err != nil {
-		if !s.restartable(nil) {
-			s.setState("failed")
-			return Result{Name: name, Err: err}
+	if !held {
+		err := start()
+		if first != nil {
+			answer(*first, err)
 		}
-		timer = s.wait(&delay)
-	} else if s.first != nil {
-		p.probation, p.early = true, s.first
+		if err != nil {
+			if !s.restartable(nil) {
+				s.setState("failed")
+				return Result{Name: name, Err: err}
+			}
+			timer = s.wait(&delay)
+		} else if s.first != nil {
+			p.probation, p.early = true, s.first
+		}
 	}
 	for {
 		var exitc <-chan Exit
@@ -311,6 +330,25 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			}
 
 		case req := <-s.restartc:
+			switch {
+			case req.kind == reqRestart && held:
+				req.reply <- restartReply{err: &goneError{name, "is held stopped by the operator (lavavisor service start " + name + ")"}}
+				continue
+			case req.kind == reqUnhold && !held:
+				req.reply <- restartReply{err: fmt.Errorf("service %s is not held", name)}
+				continue
+			case req.kind == reqHold:
+				if p != nil {
+					s.stop(p)
+					p = nil
+				}
+				timer, held = nil, true
+				s.setState("held")
+				s.log.Info("service held stopped by the operator")
+				req.reply <- restartReply{}
+				continue
+			}
+			held = false
 			if p != nil {
 				s.stop(p)
 				p = nil

@@ -32,6 +32,9 @@ type Options struct {
 	// Release resolves the lavap release that upgradable services start on
 	// until SetRelease names one (the `current` link at start).
 	Release func() (path, tag string, err error)
+	// Held are the services the operator holds stopped (state.json): they
+	// start without a process until Unhold.
+	Held []string
 }
 
 // ErrGone is wrapped by every answer about a service that has ended for
@@ -69,6 +72,7 @@ type Supervisor struct {
 	stopped  bool // Run's context ended: nothing new starts
 	relPath  string
 	relTag   string
+	held     map[string]bool // held by the operator, by name: kept across reloads
 }
 
 type applyRequest struct {
@@ -101,7 +105,7 @@ func New(opts Options) *Supervisor {
 	if opts.Grace == 0 {
 		opts.Grace = 2 * time.Second
 	}
-	return &Supervisor{
+	s := &Supervisor{
 		opts:     opts,
 		log:      opts.Log,
 		killc:    make(chan struct{}),
@@ -112,7 +116,12 @@ func New(opts Options) *Supervisor {
 		svcs:     make(map[string]*handle),
 		pending:  make(map[string]*replacement),
 		draining: make(map[string]*handle),
+		held:     make(map[string]bool),
 	}
+	for _, name := range opts.Held {
+		s.held[name] = true
+	}
+	return s
 }
 
 // Kill makes every stop, current and future, SIGKILL at once (a second
@@ -263,13 +272,64 @@ func (s *Supervisor) FirstStart(name string) (Started, bool) {
 // Restart. A service that has ended for good, was removed or is stopping is
 // answered at once with an error wrapping ErrGone.
 func (s *Supervisor) Restart(ctx context.Context, name string, probation bool) (Started, error) {
-	req := restartRequest{probation: probation, reply: make(chan restartReply, 1)}
+	return s.request(ctx, name, restartRequest{kind: reqRestart, probation: probation, reply: make(chan restartReply, 1)})
+}
+
+// Hold stops service name (stop-signal, stop-timeout, SIGKILL) and keeps it
+// stopped: neither its restart policy nor an upgrade starts it, and a reload
+// keeps it held, until Unhold.
+func (s *Supervisor) Hold(ctx context.Context, name string) error {
+	_, err := s.request(ctx, name, restartRequest{kind: reqHold, reply: make(chan restartReply, 1)})
+	if err == nil {
+		s.mu.Lock()
+		s.held[name] = true
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// Unhold starts a held service on the services' release.
+func (s *Supervisor) Unhold(ctx context.Context, name string) (Started, error) {
+	st, err := s.request(ctx, name, restartRequest{kind: reqUnhold, reply: make(chan restartReply, 1)})
+	if err == nil {
+		s.mu.Lock()
+		delete(s.held, name)
+		s.mu.Unlock()
+	}
+	return st, err
+}
+
+// Held names the services held stopped, in config order.
+func (s *Supervisor) Held() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, name := range s.order {
+		if s.held[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Names are the configured services, in config order.
+func (s *Supervisor) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.order...)
+}
+
+func (s *Supervisor) request(ctx context.Context, name string, req restartRequest) (Started, error) {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
 		return Started{}, &goneError{name, "is stopping: LavaVisor is shutting down"}
 	}
 	if r, ok := s.pending[name]; ok {
+		if req.kind != reqRestart {
+			s.mu.Unlock()
+			return Started{}, fmt.Errorf("service %s is being replaced by a reload: try again once it started", name)
+		}
 		// Changed by a reload and waiting for its old process to stop: its
 		// new start answers this request.
 		r.reqs = append(r.reqs, req)
@@ -415,6 +475,7 @@ func (s *Supervisor) applyLocked(specs []Spec) {
 			s.log.WithField("service", name).Info("service removed from config; stopping it")
 			s.detach(h, "was removed by the reload")
 			delete(s.svcs, name)
+			delete(s.held, name)
 		case h.result != nil && sameProcess(h.svc.snapshot(), sp):
 			// Ended for good and unchanged: it stays ended.
 		case h.result != nil:
@@ -521,10 +582,11 @@ func (s *Supervisor) launch(sp Spec, first *restartRequest) *handle {
 	}
 	h := &handle{svc: svc, cancel: cancel, done: make(chan Result, 1), detached: make(chan struct{}), stopped: make(chan struct{})}
 	ended := s.ended
+	held := s.held[sp.Name]
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		r := svc.run(sctx, first, h.detached)
+		r := svc.run(sctx, first, h.detached, held)
 		svc.out.Close()
 		close(h.stopped)
 		h.done <- r

@@ -20,6 +20,11 @@ type State struct {
 	Journal     *Journal           `json:"journal,omitempty"`
 	Bad         map[string]BadMark `json:"bad,omitempty"`
 	LastUpgrade *UpgradeRecord     `json:"last_upgrade,omitempty"`
+	// OperatorPin is the release `lavavisor upgrade --to` or `rollback`
+	// moved to, held until `upgrade --follow` (config pin wins over it).
+	OperatorPin string `json:"operator_pin,omitempty"`
+	// Held are the services `lavavisor service stop` holds stopped.
+	Held []string `json:"held,omitempty"`
 }
 
 // ChainRecord is the last versions read from the chain, and at what height.
@@ -135,7 +140,7 @@ func (f *StateFile) writeLocked() error {
 }
 
 func (s State) clone() State {
-	c := State{Bad: maps.Clone(s.Bad)}
+	c := State{Bad: maps.Clone(s.Bad), OperatorPin: s.OperatorPin, Held: slices.Clone(s.Held)}
 	if s.Chain != nil {
 		ch := *s.Chain
 		c.Chain = &ch

@@ -87,12 +87,15 @@ type Upgrader struct {
 
 	lastWarned   chain.Version
 	stateFailing bool // a state.json write failed and was reported
+	opc          chan opRequest
 	reconfc      chan Settings
 	decidec      chan struct{}
 
 	mu      sync.Mutex
 	running chain.Version // the release the services run (what `current` must name)
 	links   LinkState
+	busy    bool          // an upgrade or an operator's command is in progress
+	idle    chan struct{} // closed when busy ends
 }
 
 // LinkState says which links do not name the running release, and why.
@@ -135,6 +138,7 @@ func (u *Upgrader) init() {
 	if u.reconfc == nil {
 		u.reconfc = make(chan Settings, 1)
 		u.decidec = make(chan struct{}, 1)
+		u.opc = make(chan opRequest)
 	}
 }
 
@@ -200,6 +204,13 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			u.repairLinks()
 		case <-u.decidec:
 			retry = nil
+		case op := <-u.opc:
+			u.setBusy(true)
+			msg, err := u.operate(ctx, op.Op, latest)
+			u.setBusy(false)
+			op.reply <- opReply{msg, err}
+			retry, delay = nil, u.Interval
+			continue
 		case <-retry:
 			retry = nil
 		case <-reminder.C:
@@ -213,7 +224,9 @@ func (u *Upgrader) Run(ctx context.Context) error {
 		if latest == nil || retry != nil {
 			continue
 		}
+		u.setBusy(true)
 		err := u.attempt(ctx, *latest)
+		u.setBusy(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -229,19 +242,24 @@ func toChainVersions(v chain.Versions) ChainVersions {
 	return ChainVersions{ProviderMin: v.ProviderMin, ProviderTarget: v.ProviderTarget, ConsumerMin: v.ConsumerMin, ConsumerTarget: v.ConsumerTarget}
 }
 
-// Decide runs the decision for snap against the running release.
+// Decide runs the decision for snap against the running release. The
+// config's pin wins over an operator's (`upgrade --to`, `rollback`).
 func (u *Upgrader) Decide(snap chain.Snapshot) Decision {
 	running := u.Running()
 	if running.IsZero() {
 		running, _ = u.Installer.Current()
 	}
 	st := u.State.Get()
+	pin := u.Pin
+	if pin.IsZero() && st.OperatorPin != "" {
+		pin, _ = chain.ParseVersion(st.OperatorPin)
+	}
 	return Decide(Input{
 		Chain:            toChainVersions(snap.Versions),
 		Roles:            u.Roles,
 		Running:          running,
 		Mode:             u.Mode,
-		Pin:              u.Pin,
+		Pin:              pin,
 		Bad:              st.Bad,
 		BadRetry:         u.BadRetry,
 		Now:              time.Now(),

@@ -1,4 +1,4 @@
-package main
+package control
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ type metricsServer struct {
 
 // listenMetrics binds addr now, so that an address in use is a startup error
 // rather than a run group that ends at once.
-func listenMetrics(addr string, o *ops) (*metricsServer, error) {
+func listenMetrics(addr string, o *Plane) (*metricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
@@ -126,11 +126,11 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 // sessionCollector reads the services, the chain and the linked release at
 // each scrape, so the metrics never lag what `status` says.
 type sessionCollector struct {
-	o                                                                      *ops
+	o                                                                      *Plane
 	up, restarts, lastExit, dropped, chain, height, release, build, linkOK *prometheus.Desc
 }
 
-func newSessionCollector(o *ops) *sessionCollector {
+func newSessionCollector(o *Plane) *sessionCollector {
 	return &sessionCollector{
 		o: o,
 		up: prometheus.NewDesc("lavavisor_service_up",
@@ -182,10 +182,10 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.height, prometheus.GaugeValue, float64(snap.Height))
 		}
 	}
-	if _, tag, err := c.o.home.current(); err == nil {
+	if tag, err := c.o.currentTag(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.release, prometheus.GaugeValue, 1, tag)
 	}
-	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version)
+	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.o.version)
 	if c.o.links != nil {
 		l := c.o.links()
 		ok := func(errText string) float64 {
@@ -202,7 +202,7 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // notReady says why the session is not ready, or "" when it is.
-func (o *ops) notReady() string {
+func (o *Plane) notReady() string {
 	snap, known := o.chainSnapshot()
 	var v *chain.Versions
 	if known {
@@ -232,7 +232,8 @@ func readiness(statuses []supervisor.Status, v *chain.Versions, roles map[string
 	}
 	var reasons []string
 	for _, st := range statuses {
-		if lavap && !st.Upgradable {
+		if lavap && !st.Upgradable || st.State == "held" {
+			// A service held stopped by the operator is not counted.
 			continue
 		}
 		if st.PID == 0 || st.State != "running" {
