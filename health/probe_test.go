@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -121,7 +123,9 @@ func TestProbeHTTPBodyLimit(t *testing.T) {
 }
 
 func TestProbeHTTPS(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is the point
+	srv.StartTLS()
 	defer srv.Close()
 	spec := Spec{HTTP: srv.URL + "/health", Timeout: 5 * time.Second}
 	err := Probe(context.Background(), spec, nil)
