@@ -224,6 +224,7 @@ func (s *session) run() error {
 		Reaper:  reaper,
 		Sink:    s.sink,
 		Release: s.home.lavapBinary,
+		Exec:    reaper.Output,
 		Held:    heldServices(st, specs, log),
 	})
 	up.Services = sup

@@ -35,14 +35,14 @@ func (c *statusCmd) Run(g *Globals) error {
 // printStatus writes the report as a table for people.
 func printStatus(w io.Writer, rep control.Report, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tRELEASE\tUPTIME\tRESTARTS\tLAST EXIT")
+	fmt.Fprintln(tw, "SERVICE\tSTATE\tHEALTH\tPID\tRELEASE\tUPTIME\tRESTARTS\tLAST EXIT")
 	for _, s := range rep.Services {
 		pid, uptime := "-", "-"
 		if s.PID != 0 {
 			pid = fmt.Sprint(s.PID)
 			uptime = (time.Duration(s.UptimeS) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.State, pid, orDash(s.Release), uptime, s.Restarts, orDash(s.LastExit))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.State, orDash(s.Health), pid, orDash(s.Release), uptime, s.Restarts, orDash(s.LastExit))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

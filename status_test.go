@@ -65,7 +65,7 @@ func assertKeys(t *testing.T, b []byte) {
 	var svcs []json.RawMessage
 	json.Unmarshal(m["services"], &svcs)
 	for _, s := range svcs {
-		want("service", keysOf(s), "name", "state", "pid", "release", "uptime_s", "restarts", "last_exit")
+		want("service", keysOf(s), "name", "state", "pid", "release", "uptime_s", "restarts", "last_exit", "health")
 	}
 	if string(m["chain"]) != "null" {
 		want("chain", keysOf(m["chain"]), "provider_min", "provider_target", "consumer_min", "consumer_target", "height")
@@ -210,7 +210,7 @@ func TestPrintStatus(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rep := control.Report{
 		Services: []control.ServiceReport{
-			{Name: "provider-eth", State: "running", PID: 42, Release: "v6.2.6", UptimeS: 3725.5, Restarts: 1, LastExit: "exit code 0"},
+			{Name: "provider-eth", State: "running", PID: 42, Release: "v6.2.6", UptimeS: 3725.5, Restarts: 1, LastExit: "exit code 0", Health: "healthy"},
 			{Name: "sidecar", State: "backoff", Restarts: 3, LastExit: "killed by SIGKILL"},
 		},
 		Chain:       &control.ChainReport{ProviderMin: "6.2.5", ProviderTarget: "6.2.6", ConsumerMin: "6.2.5", ConsumerTarget: "6.2.6", Height: 1234},
@@ -219,9 +219,9 @@ func TestPrintStatus(t *testing.T) {
 	var b bytes.Buffer
 	printStatus(&b, rep, now)
 	want := []string{
-		"SERVICE       STATE    PID  RELEASE  UPTIME  RESTARTS  LAST EXIT\n",
-		"provider-eth  running  42   v6.2.6   1h2m5s  1         exit code 0\n",
-		"sidecar       backoff  -    -        -       3         killed by SIGKILL\n",
+		"SERVICE       STATE    HEALTH   PID  RELEASE  UPTIME  RESTARTS  LAST EXIT\n",
+		"provider-eth  running  healthy  42   v6.2.6   1h2m5s  1         exit code 0\n",
+		"sidecar       backoff  -        -    -        -       3         killed by SIGKILL\n",
 		"chain: provider min 6.2.5 target 6.2.6, consumer min 6.2.5 target 6.2.6, height 1234",
 		"last upgrade: 6.2.5 -> 6.2.6, success, 1h0m0s ago",
 	}

@@ -128,6 +128,7 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 type sessionCollector struct {
 	o                                                                      *Plane
 	up, restarts, lastExit, dropped, chain, height, release, build, linkOK *prometheus.Desc
+	healthy, healthFailures                                                *prometheus.Desc
 }
 
 func newSessionCollector(o *Plane) *sessionCollector {
@@ -150,13 +151,17 @@ func newSessionCollector(o *Plane) *sessionCollector {
 			"The lavap release `current` links to: what lavap services run.", []string{"release"}, nil),
 		build: prometheus.NewDesc("lavavisor_build_info",
 			"LavaVisor's own version.", []string{"version"}, nil),
+		healthy: prometheus.NewDesc("lavavisor_service_healthy",
+			"1 when the service's process is healthy (its health check passes, or it runs and has none), else 0.", []string{"service"}, nil),
+		healthFailures: prometheus.NewDesc("lavavisor_health_check_failures_total",
+			"Failed health checks of the service since LavaVisor started.", []string{"service"}, nil),
 		linkOK: prometheus.NewDesc("lavavisor_link_ok",
 			"1 when the link names the running release, 0 when it cannot be written (retried every poll); link is current or system.", []string{"link"}, nil),
 	}
 }
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK} {
+	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures} {
 		ch <- d
 	}
 }
@@ -170,6 +175,14 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, st.Name)
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.Restarts), st.Name)
 		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped), st.Name)
+		healthy := 0.0
+		if st.Health == "healthy" {
+			healthy = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, healthy, st.Name)
+		if st.HealthChecked {
+			ch <- prometheus.MustNewConstMetric(c.healthFailures, prometheus.CounterValue, float64(st.HealthFailures), st.Name)
+		}
 		if st.LastExit != "" {
 			ch <- prometheus.MustNewConstMetric(c.lastExit, prometheus.GaugeValue, float64(st.LastExitCode), st.Name)
 		}
@@ -238,6 +251,14 @@ func readiness(statuses []supervisor.Status, v *chain.Versions, roles map[string
 		}
 		if st.PID == 0 || st.State != "running" {
 			reasons = append(reasons, fmt.Sprintf("%s is %s", st.Name, st.State))
+			continue
+		}
+		if st.Health == "starting" || st.Health == "unhealthy" {
+			reason := fmt.Sprintf("%s is %s", st.Name, st.Health)
+			if st.HealthError != "" {
+				reason += " (" + st.HealthError + ")"
+			}
+			reasons = append(reasons, reason)
 			continue
 		}
 		if !st.Upgradable || v == nil {

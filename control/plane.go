@@ -198,7 +198,7 @@ func (o *Plane) Report() Report {
 	now := time.Now()
 	rep := Report{Services: []ServiceReport{}}
 	for _, st := range o.sup.Status() {
-		s := ServiceReport{Name: st.Name, State: st.State, PID: st.PID, Release: st.Release, Restarts: st.Restarts, LastExit: st.LastExit}
+		s := ServiceReport{Name: st.Name, State: st.State, PID: st.PID, Release: st.Release, Restarts: st.Restarts, LastExit: st.LastExit, Health: st.Health}
 		if st.PID != 0 && !st.Started.IsZero() {
 			s.UptimeS = math.Round(now.Sub(st.Started).Seconds()*1000) / 1000
 		}

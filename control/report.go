@@ -23,6 +23,9 @@ type ServiceReport struct {
 	UptimeS  float64 `json:"uptime_s"` // of the running process; 0 when none
 	Restarts int     `json:"restarts"`
 	LastExit string  `json:"last_exit"` // "" when no process has ended yet
+	// Health is starting, healthy or unhealthy (SPEC §7); "" when no process
+	// runs. A service without a check is healthy while it runs.
+	Health string `json:"health"`
 }
 
 // ChainReport is the chain's last versions in a Report.

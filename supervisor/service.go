@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/lavavisor/lavavisor/health"
 )
 
 // RestartPolicy says when a service that ended by itself is started again.
@@ -42,6 +45,9 @@ type Spec struct {
 	Restart     RestartPolicy
 	// Upgradable marks a service that runs the current lavap release.
 	Upgradable bool
+	// Health is how to ask the service whether it serves (SPEC §7); zero:
+	// it counts as healthy while it runs.
+	Health health.Spec
 	// Probation puts the first process on probation, as Restart does: an exit
 	// before MinUptime goes to Service.FirstEarly and is not restarted. For a
 	// start on a release that was linked just before (SPEC §5, at start).
@@ -98,18 +104,29 @@ type Status struct {
 	// meaningless while LastExit is "".
 	LastExitCode int `json:"-"`
 	// Dropped counts the service's log lines lost to a blocked output.
-	Dropped    uint64 `json:"-"`
-	Upgradable bool   `json:"-"` // runs the current lavap release
+	Dropped uint64 `json:"-"`
+	// Health is the running process's health (SPEC §7): starting, healthy or
+	// unhealthy; "" when no process runs. A service without a check is
+	// healthy while it runs.
+	Health         string `json:"-"`
+	HealthError    string `json:"-"` // the last failed check's reason
+	HealthFailures uint64 `json:"-"` // failed checks since LavaVisor started
+	HealthChecked  bool   `json:"-"` // the service has a health check
+	Upgradable     bool   `json:"-"` // runs the current lavap release
 }
 
 // Started is a process started on request (an upgrade's restart). Early
 // receives its exit if it ends before MinUptime; the service then waits for
 // the next Restart instead of applying its restart policy.
 type Started struct {
-	PID       int
-	Release   string
-	Early     <-chan Exit
-	MinUptime time.Duration
+	// Health watches the new process when the service has a check (nil
+	// otherwise): probation waits for it to be healthy within its start period.
+	Health      *health.Monitor
+	HealthCheck string // the check, described for a failure's reason
+	PID         int
+	Release     string
+	Early       <-chan Exit
+	MinUptime   time.Duration
 	// Replaced is closed if a reload replaces or removes the service: its
 	// probation then no longer watches the process it was started for.
 	Replaced <-chan struct{}
@@ -155,6 +172,16 @@ type Service struct {
 	lastExit string
 	lastCode int
 	lastRel  string
+	// Health: the failures of earlier processes' checks, and the channel on
+	// which a monitor reports the states of the process it watches.
+	healthFailures uint64
+	healthc        chan healthChange
+	exec           health.ExecFunc
+}
+
+type healthChange struct {
+	m  *health.Monitor
+	st health.Status
 }
 
 type proc struct {
@@ -167,6 +194,7 @@ type proc struct {
 	readers   []*os.File
 	probation bool
 	early     chan Exit
+	health    *health.Monitor // nil without a check
 }
 
 func (s *Service) snapshot() Spec {
@@ -187,8 +215,16 @@ func (s *Service) Status() Status {
 	defer s.mu.Unlock()
 	st := Status{Name: s.spec.Name, State: s.state, Restarts: s.restarts, LastExit: s.lastExit, LastExitCode: s.lastCode,
 		Release: s.lastRel, Dropped: s.out.Dropped(), Upgradable: s.spec.Upgradable}
+	st.HealthFailures = s.healthFailures
+	st.HealthChecked = !s.spec.Health.IsZero()
 	if s.proc != nil {
 		st.PID, st.Started, st.Release = s.proc.pid, s.proc.started, s.proc.release
+		st.Health = string(health.Healthy)
+		if m := s.proc.health; m != nil {
+			hs := m.Status()
+			st.Health, st.HealthError = string(hs.State), hs.LastError
+			st.HealthFailures += hs.Failures
+		}
 	}
 	return st
 }
@@ -223,6 +259,54 @@ func (s *Service) update(spec Spec) {
 	defer s.mu.Unlock()
 	s.spec.StopSignal, s.spec.StopTimeout = spec.StopSignal, spec.StopTimeout
 	s.spec.MinUptime, s.spec.Restart = spec.MinUptime, spec.Restart
+	if !reflect.DeepEqual(s.spec.Health, spec.Health) {
+		// A new check applies at once to the running process.
+		s.spec.Health = spec.Health
+		if p := s.proc; p != nil {
+			s.stopHealthLocked(p)
+			p.health = s.newMonitor(spec.Health)
+		}
+	}
+}
+
+// newMonitor starts checking a new process; nil without a check. s.mu is
+// held or the process is not yet visible.
+func (s *Service) newMonitor(spec health.Spec) *health.Monitor {
+	if spec.IsZero() {
+		return nil
+	}
+	var m *health.Monitor
+	ready := make(chan struct{})
+	m = health.NewMonitor(spec, s.exec, health.RealClock{}, func(st health.Status) {
+		<-ready
+		if st.State == health.Unhealthy {
+			s.log.WithFields(logrus.Fields{"check": spec.Describe(), "reason": st.LastError}).Warn("service unhealthy")
+		} else if st.State == health.Healthy {
+			s.log.WithField("check", spec.Describe()).Info("service healthy")
+		}
+		select {
+		case s.healthc <- healthChange{m, st}:
+		default: // the run loop reads the monitor's state itself when it acts
+		}
+	})
+	close(ready)
+	return m
+}
+
+// stopHealthLocked ends p's checks, keeping their failure count.
+func (s *Service) stopHealthLocked(p *proc) {
+	if p.health == nil {
+		return
+	}
+	p.health.Stop()
+	s.healthFailures += p.health.Status().Failures
+	p.health = nil
+}
+
+func (s *Service) stopHealth(p *proc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopHealthLocked(p)
 }
 
 // run supervises the service until ctx ends (graceful stop) or it ends for
@@ -233,8 +317,9 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 	name := s.snapshot().Name
 	delay := s.backoff.Min
 	var (
-		p     *proc
-		timer <-chan time.Time
+		p         *proc
+		timer     <-chan time.Time
+		unhealthy <-chan time.Time // restart-after, while unhealthy
 	)
 	if held {
 		// Held by the operator across a reload or a restart of LavaVisor:
@@ -260,7 +345,10 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 		} else {
 			p.probation = req.probation
 			p.early = make(chan Exit, 1)
-			reply.started = Started{PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Replaced: replaced}
+			s.mu.Lock()
+			m := p.health
+			s.mu.Unlock()
+			reply.started = Started{Health: m, HealthCheck: s.snapshot().Health.Describe(), PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Replaced: replaced}
 		}
 		req.reply <- reply
 	}
@@ -293,6 +381,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			return Result{Name: name, Stopped: true}
 
 		case e := <-exitc:
+			unhealthy = nil
 			uptime := time.Since(p.started)
 			s.finish(p, e)
 			spec := s.snapshot()
@@ -315,6 +404,47 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 				delay = s.backoff.Min
 			}
 			log.WithField("exit", e.String()).Warn("service exited")
+			timer = s.wait(&delay)
+
+		case hc := <-s.healthc:
+			s.mu.Lock()
+			current := p != nil && p.health == hc.m
+			after := s.spec.Health.RestartAfter
+			s.mu.Unlock()
+			if !current {
+				continue // a result of a process that is gone: it belongs to that pid
+			}
+			// The monitor's state now, not the notice's: a notice may have
+			// been dropped while an older one waited here.
+			switch state := hc.m.Status().State; {
+			case state == health.Unhealthy && after > 0 && unhealthy == nil:
+				unhealthy = time.After(after)
+			case state != health.Unhealthy:
+				unhealthy = nil
+			}
+
+		case <-unhealthy:
+			unhealthy = nil
+			if p == nil || ctx.Err() != nil {
+				continue
+			}
+			if sp := s.snapshot(); p.probation && time.Since(p.started) < max(sp.MinUptime, sp.Health.StartPeriod) {
+				// Never during probation: the upgrade judges it and rolls
+				// back; a restart here would hide the failure. Look again
+				// when it is over.
+				unhealthy = time.After(max(sp.MinUptime, sp.Health.StartPeriod) - time.Since(p.started))
+				continue
+			}
+			s.mu.Lock()
+			m := p.health
+			after := s.spec.Health.RestartAfter
+			s.mu.Unlock()
+			if m == nil || m.Status().State != health.Unhealthy {
+				continue
+			}
+			s.log.WithFields(logrus.Fields{"pid": p.pid, "restart_after": after.String(), "reason": m.Status().LastError}).Warn("service unhealthy for restart-after; restarting it")
+			s.stop(p)
+			p = nil
 			timer = s.wait(&delay)
 
 		case <-timer:
@@ -342,7 +472,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 					s.stop(p)
 					p = nil
 				}
-				timer, held = nil, true
+				timer, unhealthy, held = nil, nil, true
 				s.setState("held")
 				s.log.Info("service held stopped by the operator")
 				req.reply <- restartReply{}
@@ -353,7 +483,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 				s.stop(p)
 				p = nil
 			}
-			timer = nil
+			timer, unhealthy = nil, nil
 			if ctx.Err() != nil {
 				// Stopped (shutdown or reload) while this restart waited
 				// for the stop: it must not start a new process.
@@ -479,6 +609,7 @@ func (s *Service) start() (*proc, error) {
 		}()
 	}
 	s.mu.Lock()
+	p.health = s.newMonitor(spec.Health)
 	s.proc, s.state, s.lastRel = p, "running", release
 	s.mu.Unlock()
 	fields := logrus.Fields{"pid": p.pid}
@@ -491,6 +622,7 @@ func (s *Service) start() (*proc, error) {
 
 // finish cleans up after the process p has exited with e.
 func (s *Service) finish(p *proc, e Exit) {
+	s.stopHealth(p)
 	// The group's other members (the service's own children) go with it.
 	signalGroup(p.pid, syscall.SIGKILL)
 	p.cmd.Process.Release()
@@ -515,6 +647,7 @@ func (s *Service) stop(p *proc) {
 	spec := s.snapshot()
 	log := s.log.WithFields(logrus.Fields{"pid": p.pid, "signal": unix.SignalName(spec.StopSignal)})
 	s.setState("stopping")
+	s.stopHealth(p) // checks pause while stopping
 	select {
 	case <-s.killc:
 		signalGroup(p.pid, syscall.SIGKILL)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/health"
 )
 
 // Options configure a Supervisor.
@@ -32,6 +34,9 @@ type Options struct {
 	// Release resolves the lavap release that upgradable services start on
 	// until SetRelease names one (the `current` link at start).
 	Release func() (path, tag string, err error)
+	// Exec runs a health check's program through the one reaper
+	// (Reaper.Output); nil: exec checks fail.
+	Exec health.ExecFunc
 	// Held are the services the operator holds stopped (state.json): they
 	// start without a process until Unhold.
 	Held []string
@@ -262,7 +267,13 @@ func (s *Supervisor) FirstStart(name string) (Started, bool) {
 	if !ok || h.svc.first == nil {
 		return Started{}, false
 	}
-	return Started{Early: h.svc.first, MinUptime: h.svc.snapshot().MinUptime, Replaced: h.detached}, true
+	st := Started{Early: h.svc.first, MinUptime: h.svc.snapshot().MinUptime, Replaced: h.detached, HealthCheck: h.svc.snapshot().Health.Describe()}
+	h.svc.mu.Lock()
+	if p := h.svc.proc; p != nil {
+		st.Health, st.PID = p.health, p.pid
+	}
+	h.svc.mu.Unlock()
+	return st, true
 }
 
 // Restart stops service name's process gracefully (stop-signal,
@@ -576,6 +587,8 @@ func (s *Supervisor) launch(sp Spec, first *restartRequest) *handle {
 		spec:     sp,
 		state:    "starting",
 		release:  s.release,
+		healthc:  make(chan healthChange, 1),
+		exec:     s.opts.Exec,
 	}
 	if sp.Probation {
 		svc.first = make(chan Exit, 1)

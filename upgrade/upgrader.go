@@ -480,32 +480,70 @@ func (u *Upgrader) restartOne(ctx context.Context, name string) (*supervisor.Sta
 	return nil, &failure{service: name, reason: fmt.Sprintf("service %s could not start: %v", name, err), err: err}, nil
 }
 
-// waitUp waits for name's min-uptime on probation. A reload that replaces the
-// service meanwhile restarts it on the new release: its probation starts again.
+// waitUp waits out name's probation: up for its min-uptime and, with a
+// health check, seen healthy before its start period ends (SPEC §7). A
+// reload that replaces the service meanwhile restarts it on the new release:
+// its probation starts again.
 func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Started) (*failure, error) {
 	for {
-		t := time.NewTimer(st.MinUptime)
-		select {
-		case e := <-st.Early:
-			t.Stop()
-			return &failure{service: name, exit: &e, reason: fmt.Sprintf("service %s exited (%s) before its min-uptime", name, e.String())}, nil
-		case <-t.C:
-			return nil, nil
-		case <-st.Replaced:
-			t.Stop()
-			next, f, err := u.restartOne(ctx, name)
-			if err != nil || f != nil {
-				return f, err
-			}
-			if next == nil {
-				return nil, nil // removed by the reload
-			}
-			st = *next
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
+		var healthy, periodOver <-chan struct{}
+		if st.Health != nil {
+			healthy, periodOver = st.Health.Healthy(), st.Health.StartPeriodOver()
 		}
+		up := time.NewTimer(st.MinUptime)
+		upDone, isHealthy := false, st.Health == nil
+		replaced := false
+		for !(upDone && isHealthy) && !replaced {
+			select {
+			case e := <-st.Early:
+				up.Stop()
+				return &failure{service: name, exit: &e, reason: fmt.Sprintf("service %s exited (%s) before its min-uptime", name, e.String())}, nil
+			case <-up.C:
+				upDone = true
+			case <-healthy:
+				isHealthy, healthy = true, nil
+			case <-periodOver:
+				periodOver = nil
+				select {
+				case <-st.Health.Healthy():
+					isHealthy, healthy = true, nil
+				default:
+					up.Stop()
+					return &failure{service: name, reason: fmt.Sprintf("service %s was not healthy within its start period (%s)", name, healthReason(st))}, nil
+				}
+			case <-st.Replaced:
+				replaced = true
+			case <-ctx.Done():
+				up.Stop()
+				return nil, ctx.Err()
+			}
+		}
+		up.Stop()
+		if !replaced {
+			return nil, nil
+		}
+		next, f, err := u.restartOne(ctx, name)
+		if err != nil || f != nil {
+			return f, err
+		}
+		if next == nil {
+			return nil, nil // removed by the reload
+		}
+		st = *next
 	}
+}
+
+// healthReason names the failed check and its last error: "health: GET
+// http://...: 503", "health: GET http://...: timeout after 2s".
+func healthReason(st supervisor.Started) string {
+	last := st.Health.Status().LastError
+	switch {
+	case last == "":
+		return "health: " + st.HealthCheck + ": no answer yet"
+	case strings.HasPrefix(last, "timeout"):
+		return "health: " + st.HealthCheck + ": " + last
+	}
+	return "health: " + last
 }
 
 // rollback puts the moved services back on from, marks to bad (unless the
@@ -642,50 +680,48 @@ func (u *Upgrader) repairLinks() {
 }
 
 // watchStart watches services started on a release linked at start (journal
-// step "start") for their min-uptime, and rolls back if one fails.
+// step "start") through their probation (min-uptime, and health when they
+// have a check), and rolls back if one fails.
 func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 	from, _ := chain.ParseVersion(j.From)
 	to, err := chain.ParseVersion(j.To)
 	if err != nil {
 		return nil
 	}
-	type early struct {
-		name string
-		exit supervisor.Exit
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		f   *failure
+		err error
 	}
-	// They all started together: one deadline, the longest min-uptime.
-	var longest time.Duration
-	done := make(chan struct{})
-	defer close(done)
-	exits := make(chan early, 16)
+	var n int
+	results := make(chan outcome, 16)
 	for _, name := range u.Services.Upgradable() {
 		st, ok := u.Services.FirstStart(name)
 		if !ok {
 			continue
 		}
 		j.Moved = append(j.Moved, name)
-		longest = max(longest, st.MinUptime)
+		n++
 		go func() {
-			select {
-			case e := <-st.Early:
-				select {
-				case exits <- early{name, e}:
-				case <-done:
-				}
-			case <-done:
-			}
+			f, err := u.waitUp(wctx, name, st)
+			results <- outcome{f, err}
 		}()
 	}
-	t := time.NewTimer(longest)
-	defer t.Stop()
-	select {
-	case e := <-exits:
+	for range n {
+		r := <-results
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if r.f == nil {
+			continue
+		}
+		cancel() // the others' probation no longer matters: all go back
 		var cv ChainVersions
 		if st := u.State.Get(); st.Chain != nil {
 			cv = st.Chain.ChainVersions
 		}
-		f := &failure{service: e.name, exit: &e.exit, reason: fmt.Sprintf("service %s exited (%s) before its min-uptime", e.name, e.exit.String())}
-		err := u.rollback(ctx, &j, from, to, f, cv)
+		err := u.rollback(ctx, &j, from, to, r.f, cv)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -693,9 +729,6 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 			u.Log.WithError(err).Error("rollback at start")
 		}
 		return nil
-	case <-t.C:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("upgrade done: services stayed up on the release linked at start")
 	u.finish(from, to, ResultSuccess)
