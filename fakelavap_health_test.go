@@ -86,7 +86,7 @@ func (f *fakeHealth) get(timeout time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, resp.Body) // read to the end: the connection is kept alive
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
@@ -187,15 +187,15 @@ func TestFakeLavapHealthModes(t *testing.T) {
 }
 
 // A restarted release binds the port its predecessor served on at once, even
-// with the old connections in TIME_WAIT: the old fake, exiting, closed its side
-// of a kept-alive connection first, which without SO_REUSEADDR blocks a new
-// bind for a minute.
+// with the old connections in TIME_WAIT: the fake closes each connection first
+// (Connection: close), which without SO_REUSEADDR blocks a new bind for a
+// minute.
 func TestFakeLavapHealthPortReuse(t *testing.T) {
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	for i := range 3 {
 		f := startFakeHealth(t, "6.2.5", "*=ok", addr)
-		if got := f.status(); got != 200 { // the connection stays open, idle
+		if got := f.status(); got != 200 {
 			t.Fatalf("run %d: %d", i, got)
 		}
 		f.stop()

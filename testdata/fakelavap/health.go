@@ -1,10 +1,9 @@
 package main
 
 import (
-	"errors"
+	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path"
 	"strings"
@@ -104,25 +103,56 @@ func serveHealth(addr string, m healthMode, start time.Time) error {
 	if err != nil {
 		return fmt.Errorf("health listener: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if m.kind == "slow" {
-			select {
-			case <-time.After(slowAnswer):
-			case <-r.Context().Done():
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "ERR fake lavap health: %v\n", err)
 				return
 			}
-		}
-		if m.healthy(time.Since(start)) {
-			fmt.Fprintln(w, "ok")
-			return
-		}
-		http.Error(w, "unhealthy", http.StatusServiceUnavailable)
-	})
-	go func() {
-		if err := http.Serve(ln, mux); err != nil && !errors.Is(err, net.ErrClosed) {
-			fmt.Fprintf(os.Stderr, "ERR fake lavap health: %v\n", err)
+			go answerHealth(c, m, start)
 		}
 	}()
 	return nil
+}
+
+// answerHealth answers one HTTP/1.1 request and closes the connection. It is
+// written by hand rather than with net/http, which would triple the size of the
+// fake, and the tests copy it onto a small tmpfs.
+func answerHealth(c net.Conn, m healthMode, start time.Time) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	request, err := r.ReadString('\n')
+	if err != nil {
+		return
+	}
+	for { // the headers, up to the blank line
+		h, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if strings.TrimRight(h, "\r\n") == "" {
+			break
+		}
+	}
+	code, body := 200, "ok\n"
+	f := strings.Fields(request)
+	switch {
+	case len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1."):
+		code, body = 400, "bad request\n"
+	case f[0] != "GET":
+		code, body = 405, "GET only\n"
+	case strings.SplitN(f[1], "?", 2)[0] != "/health":
+		code, body = 404, "not found\n"
+	default:
+		if m.kind == "slow" {
+			time.Sleep(slowAnswer)
+		}
+		if !m.healthy(time.Since(start)) {
+			code, body = 503, "unhealthy\n"
+		}
+	}
+	reason := map[int]string{200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}[code]
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", code, reason, len(body), body)
 }
