@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -123,7 +124,17 @@ func runCLI(args []string) int {
 // os.Exit (after --help). The packaging tests parse the container arguments
 // of the Dockerfile, compose file and Kubernetes manifests with it.
 func newParser(cli *CLI, exit func(int)) (*kong.Kong, error) {
+	// Help shows the defaults that config keeps, rather than a copy of them.
+	hd := config.DefaultHealth()
 	return kong.New(cli,
+		kong.Vars{
+			"health_interval":       hd.Interval.String(),
+			"health_start_interval": hd.StartInterval.String(),
+			"health_timeout":        hd.Timeout.String(),
+			"health_start_period":   hd.StartPeriod.String(),
+			"health_failures":       strconv.Itoa(hd.Failures),
+			"health_restart_after":  hd.RestartAfter.String(),
+		},
 		kong.Name("lavavisor"),
 		kong.Description("Keeps Lava protocol services on the protocol version the chain requires."),
 		kong.UsageOnError(),

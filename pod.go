@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -18,6 +19,45 @@ type podCmd struct {
 	Cmd     string   `help:"The command as one string, split like a shell would (quotes, backslashes; no expansion)." xor:"command"`
 	Command []string `arg:"" optional:"" passthrough:"" help:"The command after --; a first word lavap means the current release's lavap." xor:"command"`
 	keyringFlags
+	healthFlags
+}
+
+// healthFlags declare the pod's health check (SPEC §7), as a service's health
+// key does in config.yml. Pointers are nil when not given: config.HealthFlags
+// fills the defaults, in one place with the file's.
+type healthFlags struct {
+	HealthHTTP          *string        `name:"health-http" group:"Health" help:"Health check: GET this http:// or https:// URL; 2xx is healthy (lavap: --metrics-listen-address, then /metrics/<SPEC>/<api-interface>/health or /metrics/overall-health)." env:"LAVAVISOR_HEALTH_HTTP"`
+	HealthTCP           *string        `name:"health-tcp" group:"Health" help:"Health check: connect to host:port; an accepted connection is healthy." env:"LAVAVISOR_HEALTH_TCP"`
+	HealthExec          *string        `name:"health-exec" group:"Health" help:"Health check: run this command, split like --cmd (no shell); its first word an absolute path; exit 0 is healthy." env:"LAVAVISOR_HEALTH_EXEC"`
+	HealthInsecureTLS   *bool          `name:"health-insecure-tls" group:"Health" help:"Accept a self-signed certificate from an https:// --health-http." env:"LAVAVISOR_HEALTH_INSECURE_TLS"`
+	HealthInterval      *time.Duration `name:"health-interval" group:"Health" help:"Between checks (default ${health_interval})." env:"LAVAVISOR_HEALTH_INTERVAL"`
+	HealthStartInterval *time.Duration `name:"health-start-interval" group:"Health" help:"Between checks during the start period (default ${health_start_interval})." env:"LAVAVISOR_HEALTH_START_INTERVAL"`
+	HealthTimeout       *time.Duration `name:"health-timeout" group:"Health" help:"Time allowed for one check (default ${health_timeout})." env:"LAVAVISOR_HEALTH_TIMEOUT"`
+	HealthStartPeriod   *time.Duration `name:"health-start-period" group:"Health" help:"A (re)started service has this long to become healthy (default ${health_start_period})." env:"LAVAVISOR_HEALTH_START_PERIOD"`
+	HealthFailures      *int           `name:"health-failures" group:"Health" help:"Consecutive failures, after the start period, that make it unhealthy (default ${health_failures})." env:"LAVAVISOR_HEALTH_FAILURES"`
+	HealthRestartAfter  *time.Duration `name:"health-restart-after" group:"Health" help:"Restart the service when unhealthy this long (default ${health_restart_after}: never)." env:"LAVAVISOR_HEALTH_RESTART_AFTER"`
+}
+
+// health is the pod service's health check, nil when no --health-* flag is
+// given. A bad value is a usage error (exit 2) naming its flag.
+func (f healthFlags) health() (*config.Health, error) {
+	hf := config.HealthFlags{
+		HTTP: f.HealthHTTP, TCP: f.HealthTCP, InsecureTLS: f.HealthInsecureTLS,
+		Interval: f.HealthInterval, StartInterval: f.HealthStartInterval, Timeout: f.HealthTimeout,
+		StartPeriod: f.HealthStartPeriod, Failures: f.HealthFailures, RestartAfter: f.HealthRestartAfter,
+	}
+	if f.HealthExec != nil {
+		words, err := splitWords(*f.HealthExec)
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--health-exec: %w", err)}
+		}
+		hf.Exec = append([]string{}, words...) // given, even if empty
+	}
+	h, err := hf.Health()
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return h, nil
 }
 
 func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
@@ -36,6 +76,10 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 	if len(argv) == 0 {
 		return &exitError{code: 2, err: errors.New("pod: no command: lavavisor pod -- lavap rpcprovider ... (or --cmd \"...\")")}
 	}
+	health, err := c.health()
+	if err != nil {
+		return err
+	}
 	h := newHome(g.Directory)
 	o := g.overrides()
 	o.Restart = c.Restart
@@ -47,7 +91,12 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		if err != nil {
 			return nil, err
 		}
-		cfg.Services = []config.Service{cfg.Effective(config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command})}
+		svc := config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command}
+		if health != nil {
+			hc := *health // each load its own copy: nothing shares it with the last one
+			svc.Health = &hc
+		}
+		cfg.Services = []config.Service{cfg.Effective(svc)}
 		return cfg, nil
 	}
 	if argv[0] == "lavap" {

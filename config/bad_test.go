@@ -13,6 +13,7 @@ const nameRule = `want lowercase letters, digits and dashes, starting with a let
 const nodeRule = `want tcp://, http:// or https:// with a host (several separated by commas), or a single file:///absolute/path`
 const sizeRule = `want a whole number of bytes with an optional unit, such as 1024, 10KiB, 100MB or 512MiB`
 const signalRule = `(want SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2 or SIGKILL)`
+const healthURLRule = `want an http:// or https:// URL with a host, such as http://127.0.0.1:7776/metrics/ETH1/jsonrpc/health`
 const pinRule = `want X.Y.Z with no leading zeros and no "v", each part at most 10000`
 
 // badConfigs pairs each testdata/<name>.bad.yml with the whole error it must
@@ -108,6 +109,31 @@ var badConfigs = []struct{ name, want string }{
 	{"url-unknown-placeholder", `{file}:2: download.url: "https://example.com/v{ver}/lavap": unknown placeholder {ver} (want {version}, {os} or {arch})`},
 	{"checksums-bad-scheme", `{file}:2: download.checksums: "s3://bucket/v{version}/sha256sum.txt": scheme "s3": want http, https or file`},
 	{"checksums-empty-required", `{file}:2: download.checksums: empty while download.require-checksum is true, so no download could ever be installed: set a checksums URL, or require-checksum: false`},
+
+	// Health checks (SPEC §7).
+	{"health-two-kinds", `{file}:4: services[0].health: want exactly one of http, tcp, exec`},
+	{"health-no-kind", `{file}:4: services[0].health: want exactly one of http, tcp, exec`},
+	{"health-url-not-url", `{file}:5: services[0].health.http: "127.0.0.1:7776/metrics/ETH1/jsonrpc/health": not a URL: ` + healthURLRule},
+	{"health-url-scheme", `{file}:5: services[0].health.http: "ftp://127.0.0.1:7776/health": scheme "ftp": ` + healthURLRule},
+	{"health-url-no-host", `{file}:5: services[0].health.http: "http:///health" has no host: ` + healthURLRule},
+	{"health-url-empty", `{file}:5: services[0].health.http: empty: ` + healthURLRule},
+	{"health-tcp-no-port", `{file}:5: services[0].health.tcp: "127.0.0.1": want host:port, such as 127.0.0.1:2220`},
+	{"health-exec-relative", `{file}:5: services[0].health.exec[0]: "check-provider.sh": want an absolute path (a health check must not depend on a working directory)`},
+	{"health-exec-empty", `{file}:5: services[0].health.exec: empty: want the program's absolute path and its arguments, such as [/usr/local/bin/check-provider, eth]`},
+	{"health-exec-string", `{file}:5: services[0].health.exec: want a list, got "/usr/local/bin/check-provider eth"`},
+	{"health-exec-missing", `{file}:5: services[0].health.exec[0]: "/no/such/check-provider" not found`},
+	{"health-negative-duration", `{file}:6: services[0].health.interval: negative duration "-5s"`},
+	{"health-zero-timeout", `{file}:6: services[0].health.timeout: 0s: must be more than 0s`},
+	{"health-failures-zero", `{file}:6: services[0].health.failures: 0: must be at least 1`},
+	{"health-insecure-http", `{file}:6: services[0].health.insecure-tls: only for an https:// URL in http`},
+	{"health-unknown-key", "{file}:4: services[0].health: want exactly one of http, tcp, exec\n{file}:5: services[0].health.url: unknown key\n{file}:6: services[0].health.start_period: unknown key (did you mean start-period?)"},
+	{"health-wrong-type", `{file}:4: services[0].health: want a mapping of keys, got "http://127.0.0.1:7776/metrics/overall-health"`},
+	{"health-several", strings.Join([]string{
+		`{file}:4: services[0].health: want exactly one of http, tcp, exec`,
+		`{file}:7: services[0].health.start-interval: 0s: must be more than 0s`,
+		`{file}:8: services[0].health.failures: -1: must be at least 1`,
+		`{file}:12: services[1].health.tcp: "localhost": want host:port, such as 127.0.0.1:2220`,
+	}, "\n")},
 
 	// Whole files.
 	{"no-services", `{file}:2: services: no services: add one to {file} (see lavavisor create-service)`},

@@ -69,7 +69,28 @@ type Service struct {
 	Restart     RestartPolicy  `yaml:"-"`
 
 	KeyringPassword bool `yaml:"keyring-password"`
-	Line            int  `yaml:"-"` // line of the service in the file, for messages
+	// Health says how to ask the service whether it serves (SPEC §7); nil
+	// when it has no health key: then it counts as healthy while it runs.
+	Health *Health `yaml:"health"`
+	Line   int     `yaml:"-"` // line of the service in the file, for messages
+}
+
+// Health is a service's health check (SPEC §7): exactly one of HTTP, TCP and
+// Exec is set, and every duration is filled (DefaultHealth) after Load.
+type Health struct {
+	HTTP        string   // http:// or https:// URL; a 2xx answer is healthy
+	InsecureTLS bool     // skip certificate checks of an https URL
+	TCP         string   // host:port; an accepted connection is healthy
+	Exec        []string // argv, Exec[0] an absolute path; exit 0 is healthy
+
+	Interval      time.Duration // between checks
+	StartInterval time.Duration // between checks during StartPeriod
+	Timeout       time.Duration // one check
+	StartPeriod   time.Duration // a (re)started service has this long to become healthy
+	RestartAfter  time.Duration // >0: restart a service unhealthy this long; 0: off
+	Failures      int           // consecutive failures, after StartPeriod, that make it unhealthy
+
+	Line int // line of the health key in the file, 0 when built in code
 }
 
 // Values of Config.Link that are not paths.
@@ -108,6 +129,19 @@ func Default() Config {
 		Upgrade:         UpgradeTarget,
 		Rolling:         true,
 		BadReleaseRetry: Duration(time.Hour),
+	}
+}
+
+// DefaultHealth is the one place where the defaults of a health check are set;
+// the file's and pod's flags start from it. It sets no kind of check: that has
+// no default (SPEC §7: no address is invented).
+func DefaultHealth() Health {
+	return Health{
+		Interval:      5 * time.Second,
+		StartInterval: time.Second,
+		Timeout:       2 * time.Second,
+		StartPeriod:   90 * time.Second,
+		Failures:      3,
 	}
 }
 

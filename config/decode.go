@@ -99,8 +99,32 @@ func (d *decoder) services(out *[]Service) field {
 				"min-uptime":       d.duration((*Duration)(&s.MinUptime)),
 				"restart":          d.str((*string)(&s.Restart)),
 				"keyring-password": d.boolean(&s.KeyringPassword),
+				"health":           d.health(&s.Health),
 			})
 		}
+	}
+}
+
+// health decodes a service's health block over the defaults. A health key
+// with nothing after it never gets here: like any null, it leaves the default,
+// which for health is none.
+func (d *decoder) health(out **Health) field {
+	return func(v *yaml.Node, key string) {
+		h := DefaultHealth()
+		h.Line = d.src.lines[key]
+		d.mapping(v, key, map[string]field{
+			"http":           d.str(&h.HTTP),
+			"insecure-tls":   d.boolean(&h.InsecureTLS),
+			"tcp":            d.str(&h.TCP),
+			"exec":           d.strList(&h.Exec),
+			"interval":       d.duration((*Duration)(&h.Interval)),
+			"start-interval": d.duration((*Duration)(&h.StartInterval)),
+			"timeout":        d.duration((*Duration)(&h.Timeout)),
+			"start-period":   d.duration((*Duration)(&h.StartPeriod)),
+			"failures":       d.integer(&h.Failures),
+			"restart-after":  d.duration((*Duration)(&h.RestartAfter)),
+		})
+		*out = &h
 	}
 }
 

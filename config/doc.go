@@ -6,7 +6,8 @@
 // by hand instead of decoded with custom UnmarshalYAML methods: a custom unmarshaler
 // that calls node.Decode would silently turn KnownFields off for its subtree.
 //
-// Defaults live in one place, Default. Values given as flags or environment
+// Defaults live in one place: Default, and DefaultHealth for a service's health
+// check (SPEC §7), which pod's --health-* flags (HealthFlags) start from too. Values given as flags or environment
 // variables (Overrides) win over the file, and the file wins over the defaults; a
 // flag that was not given never overrides the file.
 package config

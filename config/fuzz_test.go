@@ -195,6 +195,19 @@ func checkPromises(t *testing.T, c *Config, opts Options) {
 				t.Fatalf("service %s: env %q=%q", s.Name, k, v)
 			}
 		}
+		if h := s.Health; h != nil {
+			kinds := 0
+			for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Exec) > 0} {
+				if set {
+					kinds++
+				}
+			}
+			if kinds != 1 || (len(h.Exec) > 0 && !filepath.IsAbs(h.Exec[0])) || h.Failures < 1 || h.RestartAfter < 0 ||
+				h.Interval <= 0 || h.StartInterval <= 0 || h.Timeout <= 0 || h.StartPeriod <= 0 ||
+				(h.InsecureTLS && !strings.HasPrefix(h.HTTP, "https://")) {
+				t.Fatalf("service %s: health %+v", s.Name, h)
+			}
+		}
 		if s.Command != "" {
 			if !filepath.IsAbs(s.Command) || s.Role != "" {
 				t.Fatalf("command service %s: command %q, role %q", s.Name, s.Command, s.Role)
@@ -230,6 +243,11 @@ func values(c *Config) Config {
 	v.Services = append([]Service(nil), c.Services...)
 	for i := range v.Services {
 		v.Services[i].Line = 0
+		if h := v.Services[i].Health; h != nil {
+			hv := *h
+			hv.Line = 0
+			v.Services[i].Health = &hv
+		}
 	}
 	if c.Services == nil {
 		v.Services = nil
@@ -242,6 +260,10 @@ func allUTF8(c *Config) bool {
 	for _, s := range c.Services {
 		strs = append(strs, s.Name, s.Command, string(s.Role), s.Dir)
 		strs = append(strs, s.Args...)
+		if h := s.Health; h != nil {
+			strs = append(strs, h.HTTP, h.TCP)
+			strs = append(strs, h.Exec...)
+		}
 		for k, v := range s.Env {
 			strs = append(strs, k, v)
 		}
@@ -302,6 +324,30 @@ func render(t *testing.T, c *Config) []byte {
 			"min-uptime", str(s.MinUptime.String()),
 			"restart", str(string(s.Restart)),
 			"keyring-password", boolean(s.KeyringPassword))
+		if h := s.Health; h != nil {
+			hkv := []any{}
+			switch {
+			case h.HTTP != "":
+				hkv = append(hkv, "http", str(h.HTTP))
+			case h.TCP != "":
+				hkv = append(hkv, "tcp", str(h.TCP))
+			default:
+				exec := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+				for _, a := range h.Exec {
+					exec.Content = append(exec.Content, str(a))
+				}
+				hkv = append(hkv, "exec", exec)
+			}
+			hkv = append(hkv,
+				"insecure-tls", boolean(h.InsecureTLS),
+				"interval", str(h.Interval.String()),
+				"start-interval", str(h.StartInterval.String()),
+				"timeout", str(h.Timeout.String()),
+				"start-period", str(h.StartPeriod.String()),
+				"failures", plain("!!int", strconv.Itoa(h.Failures)),
+				"restart-after", str(h.RestartAfter.String()))
+			kv = append(kv, "health", mapping(hkv...))
+		}
 		services.Content = append(services.Content, mapping(kv...))
 	}
 	d := c.Download

@@ -293,3 +293,65 @@ func TestFlagProblemsComeFirst(t *testing.T) {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+func TestHealthGood(t *testing.T) {
+	c := mustLoad(t, "testdata/health.good.yml", Overrides{}, Options{})
+	want := []*Health{
+		{
+			HTTP:          "https://127.0.0.1:7776/metrics/ETH1/jsonrpc/health",
+			InsecureTLS:   true,
+			Interval:      10 * time.Second,
+			StartInterval: 500 * time.Millisecond,
+			Timeout:       3 * time.Second,
+			StartPeriod:   2 * time.Minute,
+			Failures:      5,
+			RestartAfter:  5 * time.Minute,
+			Line:          6,
+		},
+		{TCP: "127.0.0.1:2220", Line: 17},
+		// A null interval keeps the default, as everywhere.
+		{Exec: []string{"/bin/sh", "-c", "exit 0"}, Line: 21},
+		nil,
+	}
+	for i, def := 1, DefaultHealth(); i < 3; i++ {
+		h := *want[i]
+		h.Interval, h.StartInterval, h.Timeout = def.Interval, def.StartInterval, def.Timeout
+		h.StartPeriod, h.Failures, h.RestartAfter = def.StartPeriod, def.Failures, def.RestartAfter
+		want[i] = &h
+	}
+	if len(c.Services) != len(want) {
+		t.Fatalf("%d services, want %d", len(c.Services), len(want))
+	}
+	for i, w := range want {
+		if got := c.Services[i].Health; !reflect.DeepEqual(got, w) {
+			t.Errorf("services[%d].health:\n got %+v\nwant %+v", i, got, w)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate on a loaded config: %v", err)
+	}
+}
+
+func TestDefaultHealth(t *testing.T) {
+	// SPEC §7's values.
+	want := Health{Interval: 5 * time.Second, StartInterval: time.Second, Timeout: 2 * time.Second, StartPeriod: 90 * time.Second, Failures: 3}
+	if got := DefaultHealth(); !reflect.DeepEqual(got, want) {
+		t.Errorf("DefaultHealth() = %+v, want %+v", got, want)
+	}
+}
+
+// A health check built in code is held to the rules of the file.
+func TestValidateHealthInCode(t *testing.T) {
+	c := Default()
+	h := DefaultHealth()
+	h.HTTP, h.TCP, h.Timeout = "http://127.0.0.1:7776/metrics/overall-health", "127.0.0.1:2220", 0
+	c.Services = []Service{c.Effective(Service{Name: "consumer", Args: []string{"rpcconsumer", "c.yml"}, Health: &h})}
+	want := "services[0].health: want exactly one of http, tcp, exec\nservices[0].health.timeout: 0s: must be more than 0s"
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate:\n%v\nwant:\n%s", err, want)
+	}
+	h.TCP, h.Timeout = "", time.Second
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate of a good check: %v", err)
+	}
+}

@@ -76,3 +76,89 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 	}
 	return probs
 }
+
+// HealthFlags are pod's --health-* flags and LAVAVISOR_HEALTH_* variables
+// (SPEC §7). A nil field was not given; Exec is nil when not given and empty
+// when given empty.
+type HealthFlags struct {
+	HTTP, TCP                                                   *string
+	Exec                                                        []string
+	InsecureTLS                                                 *bool
+	Interval, StartInterval, Timeout, StartPeriod, RestartAfter *time.Duration
+	Failures                                                    *int
+}
+
+// healthFlagNames maps each health key to its pod flag.
+var healthFlagNames = map[string]string{
+	"http": "--health-http", "tcp": "--health-tcp", "exec": "--health-exec",
+	"insecure-tls": "--health-insecure-tls", "interval": "--health-interval",
+	"start-interval": "--health-start-interval", "timeout": "--health-timeout",
+	"start-period": "--health-start-period", "failures": "--health-failures",
+	"restart-after": "--health-restart-after",
+}
+
+// Health builds pod's health check from the flags given over DefaultHealth and
+// validates it as the file's health key is validated, each problem naming its
+// flag. It returns nil, nil when no health flag is given: no health check.
+func (f HealthFlags) Health() (*Health, error) {
+	h := DefaultHealth()
+	var given []string // the keys given, in the order of SPEC §7
+	str := func(dst *string, v *string, key string) {
+		if v != nil {
+			*dst = *v
+			given = append(given, key)
+		}
+	}
+	duration := func(dst *time.Duration, v *time.Duration, key string) {
+		if v != nil {
+			*dst = *v
+			given = append(given, key)
+		}
+	}
+	str(&h.HTTP, f.HTTP, "http")
+	str(&h.TCP, f.TCP, "tcp")
+	if f.Exec != nil {
+		h.Exec = f.Exec
+		given = append(given, "exec")
+	}
+	if f.InsecureTLS != nil {
+		h.InsecureTLS = *f.InsecureTLS
+		given = append(given, "insecure-tls")
+	}
+	duration(&h.Interval, f.Interval, "interval")
+	duration(&h.StartInterval, f.StartInterval, "start-interval")
+	duration(&h.Timeout, f.Timeout, "timeout")
+	duration(&h.StartPeriod, f.StartPeriod, "start-period")
+	if f.Failures != nil {
+		h.Failures = *f.Failures
+		given = append(given, "failures")
+	}
+	duration(&h.RestartAfter, f.RestartAfter, "restart-after")
+	if len(given) == 0 {
+		return nil, nil
+	}
+
+	src := newSources("")
+	var kinds []string
+	for _, k := range given {
+		src.flags["health."+k] = healthFlagNames[k]
+		src.given["health."+k] = true
+		if k == "http" || k == "tcp" || k == "exec" {
+			kinds = append(kinds, k)
+		}
+	}
+	// "Exactly one kind" is the fault of the second kind given, or of the
+	// first flag when none is.
+	switch {
+	case len(kinds) > 1:
+		src.flags["health"] = healthFlagNames[kinds[1]]
+	case len(kinds) == 0:
+		src.flags["health"] = healthFlagNames[given[0]]
+	}
+	v := &validator{src: src, kinds: [3]string{"--health-http", "--health-tcp", "--health-exec"}}
+	v.health("health", &h)
+	if err := newError(v.probs); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}

@@ -92,28 +92,34 @@ func newSources(file string) *sources {
 	}
 }
 
-// at locates key: the flag that set it, else the nearest line of it or of the
-// keys it is nested in.
+// at locates key: the flag that set it or the value it is nested in (pod's
+// --health-exec sets health.exec, whose exec[0] can be wrong), else the nearest
+// line of it or of the keys it is nested in.
 func (s *sources) at(key string) Problem {
 	p := Problem{File: s.file, Key: key}
-	if f, ok := s.flags[key]; ok {
-		p.Flag = f
-		return p
+	for k := key; k != ""; k = parentKey(k) {
+		if f, ok := s.flags[k]; ok {
+			p.Flag = f
+			return p
+		}
 	}
 	p.Line = s.lineOf(key)
 	return p
 }
 
+// parentKey is the key that key is nested in, "" at the top.
+func parentKey(key string) string {
+	if i := strings.LastIndexAny(key, ".["); i > 0 {
+		return key[:i]
+	}
+	return ""
+}
+
 func (s *sources) lineOf(key string) int {
-	for key != "" {
+	for ; key != ""; key = parentKey(key) {
 		if l, ok := s.lines[key]; ok {
 			return l
 		}
-		i := strings.LastIndexAny(key, ".[")
-		if i < 0 {
-			break
-		}
-		key = key[:i]
 	}
 	return 0
 }

@@ -70,8 +70,10 @@ bad-release-retry: 1h
 # or by hand: replace "services: []" with "services:" and follow this example.
 services: []
 #  - name: provider-eth          # unique: lowercase letters, digits, dashes
-#    # args are the arguments after the lavap binary
-#    args: [rpcprovider, provider.yml, --from, my-key, --geolocation, "1"]
+#    # args are the arguments after the lavap binary; the metrics listener
+#    # serves the health endpoint below
+#    args: [rpcprovider, provider.yml, --from, my-key, --geolocation, "1",
+#           --metrics-listen-address, "127.0.0.1:7776"]
 #    role: provider              # provider or consumer; default from args[0]
 #    env: {LAVA_X: "1"}          # added to the inherited environment
 #    dir: services/provider-eth  # working directory: lavap finds provider.yml
@@ -81,6 +83,21 @@ services: []
 #    stop-signal: SIGINT         # stop-signal, min-uptime and restart
 #    restart: on-failure
 #    keyring-password: false     # feed the keyring password to its stdin
+#    health:                     # optional: how to ask it whether it serves
+#      # A provider serves /metrics/<SPEC>/<api-interface>/health for each
+#      # endpoint (404 until the endpoint passed its start-up checks), a
+#      # consumer /metrics/overall-health. 2xx is healthy.
+#      http: http://127.0.0.1:7776/metrics/ETH1/jsonrpc/health
+#      # or tcp: 127.0.0.1:2220 (a connection is accepted), or
+#      # exec: [/usr/local/bin/check-provider, eth] (exit 0; argv, no shell)
+#      insecure-tls: false       # true: accept a self-signed https:// endpoint
+#      interval: 5s              # between checks
+#      start-interval: 1s        # between checks during start-period
+#      timeout: 2s               # one check
+#      start-period: 90s         # a (re)started service has this long to become
+#                                # healthy; a new release that is not rolls back
+#      failures: 3               # consecutive failures that make it unhealthy
+#      restart-after: 0s         # >0: restart it when unhealthy this long
 #  - name: exporter              # any other program: command instead of lavap;
 #    command: bin/exporter       # no version handling, upgrades leave it alone
 #    args: [--port, "9300"]

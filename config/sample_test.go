@@ -81,4 +81,25 @@ func TestSampleConfigExampleServices(t *testing.T) {
 	if e.Name != "exporter" || e.Command != filepath.Join(home, "bin/exporter") {
 		t.Errorf("example exporter: %+v", e)
 	}
+	// The health example shows every key at its default, and asks the
+	// metrics listener that the example's args open.
+	if p.Health == nil {
+		t.Fatal("example provider has no health")
+	}
+	want := DefaultHealth()
+	want.HTTP, want.Line = "http://127.0.0.1:7776/metrics/ETH1/jsonrpc/health", p.Health.Line
+	if !reflect.DeepEqual(*p.Health, want) {
+		t.Errorf("example health: %+v, want %+v", p.Health, want)
+	}
+	for i, key := range []string{"http", "insecure-tls", "interval", "start-interval", "timeout", "start-period", "failures", "restart-after"} {
+		if !c.src.given["services[0].health."+key] {
+			t.Errorf("the example health does not show %s (key %d)", key, i)
+		}
+	}
+	if addr := p.Args[len(p.Args)-1]; p.Args[len(p.Args)-2] != "--metrics-listen-address" || !strings.Contains(p.Health.HTTP, "//"+addr+"/") {
+		t.Errorf("example args %q do not open the listener that health %s asks", p.Args, p.Health.HTTP)
+	}
+	if e.Health != nil {
+		t.Errorf("example exporter has health %+v", e.Health)
+	}
 }

@@ -23,7 +23,12 @@ type validator struct {
 	c     *Config
 	src   *sources
 	probs []Problem
+	// kinds names the kinds of health check in messages: the keys, or pod's
+	// flags.
+	kinds [3]string
 }
+
+var healthKeys = [3]string{"http", "tcp", "exec"}
 
 func (v *validator) errf(key, format string, args ...any) {
 	p := v.src.at(key)
@@ -36,7 +41,7 @@ func (c *Config) problems() []Problem {
 	if src == nil {
 		src = newSources(c.Path)
 	}
-	v := &validator{c: c, src: src}
+	v := &validator{c: c, src: src, kinds: healthKeys}
 	v.chain()
 	v.download()
 	v.home()
@@ -59,7 +64,7 @@ func (v *validator) chain() {
 		v.errf("node", "%v", err)
 	}
 	if c.GRPCAddr != "" {
-		if err := checkHostPort(c.GRPCAddr); err != nil {
+		if err := checkHostPort(c.GRPCAddr, "grpc.example.com:443"); err != nil {
 			v.errf("grpc-addr", "%v", err)
 		}
 	}
@@ -194,7 +199,78 @@ func (v *validator) services() {
 		if err := s.Restart.check(); err != nil && s.Restart != c.Restart {
 			v.errf(key+".restart", "%v", err)
 		}
+		if s.Health != nil {
+			v.health(key+".health", s.Health)
+		}
 	}
+}
+
+// health checks one health block; key is its key path.
+func (v *validator) health(key string, h *Health) {
+	// A kind given in the file counts even when its value could not be
+	// decoded or is empty: that problem is reported on its own key.
+	given := func(k string, set bool) bool { return set || v.src.given[key+"."+k] }
+	var kinds []string
+	for i, set := range []bool{h.HTTP != "", h.TCP != "", h.Exec != nil} {
+		if given(healthKeys[i], set) {
+			kinds = append(kinds, healthKeys[i])
+		}
+	}
+	if len(kinds) != 1 {
+		v.errf(key, "want exactly one of %s", strings.Join(v.kinds[:], ", "))
+	}
+	for _, k := range kinds {
+		switch k {
+		case "http":
+			if err := checkHealthURL(h.HTTP); err != nil {
+				v.errf(key+".http", "%v", err)
+			}
+		case "tcp":
+			if err := checkHostPort(h.TCP, "127.0.0.1:2220"); err != nil {
+				v.errf(key+".tcp", "%v", err)
+			}
+		case "exec":
+			switch {
+			case len(h.Exec) == 0:
+				v.errf(key+".exec", "empty: want the program's absolute path and its arguments, such as [/usr/local/bin/check-provider, eth]")
+			case !filepath.IsAbs(h.Exec[0]):
+				v.errf(key+".exec[0]", "%q: want an absolute path (a health check must not depend on a working directory)", h.Exec[0])
+			default:
+				if _, err := resolveCommand(h.Exec[0], ""); err != nil {
+					v.errf(key+".exec[0]", "%v", err)
+				}
+			}
+		}
+	}
+	if h.InsecureTLS && len(kinds) == 1 && !strings.HasPrefix(h.HTTP, "https://") {
+		v.errf(key+".insecure-tls", "only for an https:// URL in %s", v.kinds[0])
+	}
+	v.positive(key+".interval", Duration(h.Interval))
+	v.positive(key+".start-interval", Duration(h.StartInterval))
+	v.positive(key+".timeout", Duration(h.Timeout))
+	v.positive(key+".start-period", Duration(h.StartPeriod))
+	v.nonNegative(key+".restart-after", Duration(h.RestartAfter))
+	if h.Failures < 1 {
+		v.errf(key+".failures", "%d: must be at least 1", h.Failures)
+	}
+}
+
+// checkHealthURL checks the URL of an http health check.
+func checkHealthURL(s string) error {
+	const want = "want an http:// or https:// URL with a host, such as http://127.0.0.1:7776/metrics/ETH1/jsonrpc/health"
+	if s == "" {
+		return fmt.Errorf("empty: %s", want)
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q: not a URL: %s", s, want)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: scheme %q: %s", s, u.Scheme, want)
+	case u.Hostname() == "":
+		return fmt.Errorf("%q has no host: %s", s, want)
+	}
+	return nil
 }
 
 func (v *validator) lavapService(key string, s Service) {
@@ -353,9 +429,10 @@ func checkNode(node string) error {
 	return nil
 }
 
-func checkHostPort(addr string) error {
+// checkHostPort checks an address to connect to; example shows a good one.
+func checkHostPort(addr, example string) error {
 	host, port, err := net.SplitHostPort(addr)
-	bad := fmt.Errorf("%q: want host:port, such as grpc.example.com:443", addr)
+	bad := fmt.Errorf("%q: want host:port, such as %s", addr, example)
 	if err != nil || host == "" || strings.Contains(host, "/") {
 		return bad
 	}

@@ -19,6 +19,25 @@
 //	FAKE_SPAM=n          print n numbered 100-byte stdout lines, then run
 //	FAKE_STDIN=1         read one line of stdin and record its sha256 prefix
 //	FAKE_TICK=dur        log a line every dur while running
+//
+// Health knobs (SPEC §7), so that one release can serve and another not:
+//
+//	FAKE_HEALTH_ADDR=127.0.0.1:PORT  listen there (before the start is
+//	                     recorded) and answer GET /health; no address, no
+//	                     listener. A port still held is retried for 3s, then
+//	                     the fake exits 1; SO_REUSEADDR (Go's default) lets a
+//	                     restarted fake bind at once after the old one exited
+//	FAKE_HEALTH=6.2.6=fail,*=ok   the mode for this release: the first
+//	                     VERSION=MODE whose VERSION (a path.Match pattern:
+//	                     6.2.6, 6.2.*, *) matches main.version; ok when none
+//	                     does. Modes:
+//	  ok                 200
+//	  fail               503
+//	  slow               200 after 10s (a health timeout)
+//	  after=DUR          503 until DUR after the start, then 200
+//	  flap=DUR           200 for DUR, 503 for DUR, and so on from the start
+//	  none               no listener at all (a connection is refused)
+//	                     A bad FAKE_HEALTH makes the fake exit 2.
 package main
 
 import (
@@ -40,6 +59,7 @@ var (
 )
 
 func main() {
+	started := time.Now()
 	args := os.Args[1:]
 	if os.Getenv("FAKE_ORPHAN_CHILD") != "" {
 		time.Sleep(50 * time.Millisecond)
@@ -59,6 +79,18 @@ func main() {
 	// default action.
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+	if addr := os.Getenv("FAKE_HEALTH_ADDR"); addr != "" {
+		mode, err := pickHealth(os.Getenv("FAKE_HEALTH"), version)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "FTL fake lavap: %v\n", err)
+			os.Exit(2)
+		}
+		if err := serveHealth(addr, mode, started); err != nil {
+			fmt.Fprintf(os.Stderr, "FTL fake lavap: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "INF fake lavap %s health on %s: %s\n", version, addr, mode)
+	}
 	record("start", strings.Join(args, " "))
 	fmt.Fprintf(os.Stderr, "INF fake lavap %s started pid=%d args=%q\n", version, os.Getpid(), args)
 
