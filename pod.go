@@ -130,6 +130,7 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 			sp := spec
 			sp.StopSignal, sp.StopTimeout = svc.StopSignal, svc.StopTimeout
 			sp.MinUptime, sp.Restart = svc.MinUptime, supervisor.RestartPolicy(svc.Restart)
+			sp.Health = healthSpec(svc.Health)
 			return pw.apply(cfg, []supervisor.Spec{sp})
 		},
 		exitCode:    podExitCode,

@@ -15,6 +15,7 @@ import (
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
 	"github.com/lavavisor/lavavisor/control"
+	"github.com/lavavisor/lavavisor/health"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
@@ -74,6 +75,7 @@ func serviceSpecs(cfg *config.Config, h home) []supervisor.Spec {
 			StopTimeout: svc.StopTimeout,
 			MinUptime:   svc.MinUptime,
 			Restart:     supervisor.RestartPolicy(svc.Restart),
+			Health:      healthSpec(svc.Health),
 		}
 		for k, v := range svc.Env {
 			sp.Env = append(sp.Env, k+"="+v)
@@ -89,6 +91,18 @@ func serviceSpecs(cfg *config.Config, h home) []supervisor.Spec {
 		specs = append(specs, sp)
 	}
 	return specs
+}
+
+// healthSpec is a service's health check for the supervisor; zero for none.
+func healthSpec(h *config.Health) health.Spec {
+	if h == nil {
+		return health.Spec{}
+	}
+	return health.Spec{
+		HTTP: h.HTTP, InsecureTLS: h.InsecureTLS, TCP: h.TCP, Exec: h.Exec,
+		Interval: h.Interval, StartInterval: h.StartInterval, Timeout: h.Timeout, StartPeriod: h.StartPeriod,
+		Failures: h.Failures, RestartAfter: h.RestartAfter,
+	}
 }
 
 // session is one run of supervised services: `start`, `pod`, `init --auto-start`.

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lavavisor/lavavisor/control"
+)
+
+// Health (issue 14, SPEC §7) end to end: fake releases that serve or not on
+// real sockets, a real lavavisor judging them.
+
+// healthService is a service block whose fake serves /health on its own
+// port with the given FAKE_HEALTH modes, and a fast check of it.
+func (h *testHome) healthService(name, modes, extra string) (block, addr string) {
+	addr = freeAddr(h.t)
+	keys := map[string]string{"start-interval": "100ms", "interval": "200ms", "timeout": "1s", "start-period": "2s", "failures": "2"}
+	order := []string{"start-interval", "interval", "timeout", "start-period", "failures"}
+	for _, l := range strings.Split(strings.TrimSpace(extra), "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			if _, known := keys[k]; !known {
+				order = append(order, k)
+			}
+			keys[k] = v
+		}
+	}
+	check := fmt.Sprintf("health:\n  http: http://%s/health\n", addr)
+	for _, k := range order {
+		check += fmt.Sprintf("  %s: %s\n", k, keys[k])
+	}
+	return h.service(name, check, "FAKE_HEALTH_ADDR="+addr, "FAKE_HEALTH="+modes, "FAKE_TIMELINE="+h.timeline(name)), addr
+}
+
+func (h *testHome) timeline(name string) string { return filepath.Join(h.dir, name+".timeline") }
+
+// starts are the start times of a service's processes on version.
+func (h *testHome) starts(name, version string) []time.Time {
+	b, _ := os.ReadFile(h.timeline(name))
+	var out []time.Time
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 4 && f[1] == "start" && f[3] == version {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			out = append(out, time.Unix(0, ns))
+		}
+	}
+	return out
+}
+
+func healthHome(t *testing.T) (*testHome, string) {
+	h := newTestHome(t)
+	h.place("6.2.5")
+	h.link("6.2.5")
+	h.versions("6.2.5", "6.2.5")
+	return h, fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nmin-uptime: 300ms\nlink: none\nservices:\n", h.dir)
+}
+
+func TestUnhealthyReleaseIsRolledBack(t *testing.T) {
+	h, base := healthHome(t)
+	h.place("6.2.6")
+	block, addr := h.healthService("p1", "6.2.6=fail,*=ok", "")
+	h.config(base + block)
+	p := h.start("start")
+	p.waitFor("p1 healthy", func() bool { return healthOf(t, h, "p1") == "healthy" })
+	h.versions("6.2.5", "6.2.6")
+	p.waitLog("rolled back")
+	p.waitFor("p1 back on 6.2.5, healthy", func() bool { return h.lastStartVersion("p1") == "6.2.5" && healthOf(t, h, "p1") == "healthy" })
+	want := fmt.Sprintf("health: GET http://%s/health: 503", addr)
+	if !strings.Contains(p.out.String(), want) {
+		t.Errorf("the rollback does not name the check: want %q", want)
+	}
+	bad := h.state(t)["bad"].(map[string]any)["6.2.6"].(map[string]any)
+	if r := bad["reason"].(string); !strings.Contains(r, want) {
+		t.Errorf("bad mark reason %q, want it to contain %q", r, want)
+	}
+	if h.currentTag() != "v6.2.5" {
+		t.Errorf("current = %s", h.currentTag())
+	}
+}
+
+// healthOf is a service's health as status shows it; "" until the
+// instance answers.
+func healthOf(t *testing.T, h *testHome, name string) string {
+	code, out := runLavavisor(t, "--directory", h.dir, "status", "--json")
+	if code != 0 {
+		return ""
+	}
+	var rep control.Report
+	if json.Unmarshal([]byte(out), &rep) != nil {
+		return ""
+	}
+	for _, s := range rep.Services {
+		if s.Name == name {
+			return s.Health
+		}
+	}
+	return ""
+}
+
+func TestRollingWaitsForHealthy(t *testing.T) {
+	h, base := healthHome(t)
+	h.place("6.2.6")
+	const ready = 700 * time.Millisecond
+	var blocks string
+	for _, n := range []string{"p1", "p2", "p3"} {
+		b, _ := h.healthService(n, "6.2.6=after=700ms,*=ok", "")
+		blocks += b
+	}
+	h.config(base + blocks)
+	p := h.start("start")
+	p.waitFor("all healthy", func() bool {
+		return healthOf(t, h, "p1") == "healthy" && healthOf(t, h, "p2") == "healthy" && healthOf(t, h, "p3") == "healthy"
+	})
+	h.versions("6.2.5", "6.2.6")
+	p.waitLog("upgrade done")
+	s1, s2, s3 := h.starts("p1", "6.2.6"), h.starts("p2", "6.2.6"), h.starts("p3", "6.2.6")
+	if len(s1) != 1 || len(s2) != 1 || len(s3) != 1 {
+		t.Fatalf("starts on 6.2.6: %v %v %v", s1, s2, s3)
+	}
+	// Each moves only once the one before answers healthy, 700 ms after its start.
+	if gap := s2[0].Sub(s1[0]); gap < ready {
+		t.Errorf("p2 started %s after p1, before p1 could be healthy (%s)", gap, ready)
+	}
+	if gap := s3[0].Sub(s2[0]); gap < ready {
+		t.Errorf("p3 started %s after p2, before p2 could be healthy (%s)", gap, ready)
+	}
+	t.Logf("gaps: p1->p2 %s, p2->p3 %s (healthy after %s)", s2[0].Sub(s1[0]), s3[0].Sub(s2[0]), ready)
+}
+
+func TestUnhealthyServiceIsNotReadyAndRestarted(t *testing.T) {
+	h, base := healthHome(t)
+	// Healthy for 1.5 s, then 503 for 1.5 s, and so on.
+	block, _ := h.healthService("p1", "*=flap=1500ms", "restart-after: 300ms\nstart-period: 1s")
+	h.config(base + block)
+	p := h.start("--metrics-addr", "127.0.0.1:0", "start")
+	base2 := metricsURL(p)
+	p.waitFor("p1 healthy", func() bool { return healthOf(t, h, "p1") == "healthy" })
+	if code, body := get(t, base2+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d %q while healthy", code, body)
+	}
+	// failures 2 × (interval 200ms + timeout 1s) + interval: 503 within 2.6 s
+	// of turning unhealthy; the restart follows 300 ms after.
+	p.waitFor("/readyz 503 naming unhealthy", func() bool {
+		code, body := get(t, base2+"/readyz")
+		return code == 503 && strings.Contains(body, "p1 is unhealthy")
+	})
+	p.waitLog("restarting it")
+	p.waitFor("p1 restarted", func() bool { return h.count("p1", "start") >= 2 })
+	if v, ok := scrape(t, base2).value("lavavisor_health_check_failures_total", map[string]string{"service": "p1"}); !ok || v < 2 {
+		t.Errorf("health check failures = %v (%v)", v, ok)
+	}
+}
+
+func TestReloadChangesTheCheckAtOnce(t *testing.T) {
+	h, base := healthHome(t)
+	block, addr := h.healthService("p1", "*=ok", "")
+	h.config(base + block)
+	p := h.start("--metrics-addr", "127.0.0.1:0", "start")
+	mbase := metricsURL(p)
+	p.waitFor("p1 healthy", func() bool { return healthOf(t, h, "p1") == "healthy" })
+	// The check now asks a port nothing listens on.
+	h.config(base + strings.Replace(block, "http://"+addr+"/health", "http://"+freeAddr(t)+"/health", 1))
+	p.signal(syscall.SIGHUP)
+	p.waitLog("SIGHUP: config.yml applied")
+	p.waitFor("/readyz 503", func() bool { code, _ := get(t, mbase+"/readyz"); return code == 503 })
+	if n := h.count("p1", "start"); n != 1 {
+		t.Errorf("a change of the check restarted the service (%d starts)", n)
+	}
+}
+
+func TestPodHealthGatesItsUpgrade(t *testing.T) {
+	rs := newReleaseServer(t)
+	h := newTestHome(t)
+	h.place("6.2.5")
+	h.link("6.2.5")
+	h.versions("6.2.5", "6.2.5")
+	addr := freeAddr(t)
+	h.config("min-uptime: 300ms\nlink: none\n") // pod reads settings from it; its services are ignored
+	t.Setenv("FAKE_RECORD", h.record("pod"))
+	t.Setenv("FAKE_HEALTH_ADDR", addr)
+	t.Setenv("FAKE_HEALTH", "6.2.6=fail,*=ok")
+	p := launchPod(t, h, rs, addr)
+	p.waitFor("pod healthy", func() bool { return healthOf(t, h, "lavap") == "healthy" })
+	h.versions("6.2.5", "6.2.6")
+	p.waitLog("rolled back")
+	p.waitFor("back on 6.2.5", func() bool { return h.lastStartVersion("pod") == "6.2.5" && healthOf(t, h, "lavap") == "healthy" })
+	if !strings.Contains(p.out.String(), "health: GET http://"+addr+"/health: 503") {
+		t.Error("the pod's rollback does not name its check")
+	}
+}
+
+func launchPod(t *testing.T, h *testHome, rs *releaseServer, addr string) *proc {
+	t.Helper()
+	p := startProc(t, lavavisorBin, "--directory", h.dir, "--node", "file://"+filepath.Join(h.dir, "versions.yml"),
+		"--poll-interval", "100ms",
+		"--download-url", rs.URL+"/v{version}/lavap-v{version}-{os}-{arch}", "--checksums-url", rs.URL+"/v{version}/sha256sum.txt",
+		"pod", "--health-http", "http://"+addr+"/health", "--health-start-interval", "100ms", "--health-interval", "200ms",
+		"--health-start-period", "2s", "--health-failures", "2",
+		"--", "lavap", "rpcprovider", "pod.yml")
+	return p
+}
