@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/lavavisor/lavavisor/chain"
+	"github.com/lavavisor/lavavisor/upgrade"
 )
 
 // home is the .lavavisor folder of SPEC §2.
@@ -24,6 +27,21 @@ func (h home) lockFile() string        { return h.path("lock") }
 func (h home) currentLink() string     { return h.path("current") }
 func (h home) stateFile() string       { return h.path("state.json") }
 func (h home) socket() string          { return h.path("lavavisor.sock") }
+
+// lock takes the home's flock. Only a lock held by another instance means
+// the home is in use; a refused lock file or a permission problem says so.
+func (h home) lock() (*upgrade.Lock, error) {
+	l, err := upgrade.TryLock(h.lockFile())
+	switch {
+	case err == nil:
+		return l, nil
+	case errors.Is(err, upgrade.ErrLocked):
+		return nil, fmt.Errorf("home %s is in use: %w", h.root, err)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("cannot take the lock of home %s: %w: run LavaVisor as the home's owner, or give it write access to %s", h.root, err, h.root)
+	}
+	return nil, err
+}
 
 // releasesDir is the releases-dir setting, or <home>/upgrades.
 func (h home) releasesDir(setting string) string {

@@ -111,9 +111,9 @@ func (s *session) run() error {
 	if err := os.MkdirAll(s.home.root, 0o755); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
-	lock, err := upgrade.TryLock(s.home.lockFile())
+	lock, err := s.home.lock()
 	if err != nil {
-		return fmt.Errorf("home %s is in use: %w", s.home.root, err)
+		return err
 	}
 	defer lock.Unlock()
 	log := s.log.WithField("component", "lavavisor")
