@@ -62,8 +62,8 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if !running.IsZero() {
 		r.Running = running.String()
 	}
-	// Read-only: a missing state.json stays missing.
-	st, err := upgrade.OpenState(h.stateFile(), l)
+	// Read-only: a missing state.json stays missing, a corrupt one in place.
+	st, err := upgrade.OpenStateReadOnly(h.stateFile(), l)
 	if err != nil {
 		return err
 	}

@@ -56,8 +56,10 @@ type Store struct {
 	Dir            string
 	Log            *logrus.Entry
 	VersionTimeout time.Duration // for `<bin> version`; 0 means DefaultVersionTimeout
-	// ReadOnly makes Verify adopt a hand-placed release in memory only, writing
-	// no manifest: for `lavavisor check`, which changes nothing.
+	// ReadOnly makes Verify adopt a hand-placed release in memory only,
+	// writing no manifest and running no `<bin> version` (its reported
+	// version stays ""): for `lavavisor check`, which runs no release binary
+	// and changes nothing (SPEC §2).
 	ReadOnly bool
 	// Output runs `<bin> version`; nil: os/exec. Under LavaVisor's reaper it
 	// must be the reaper's (see OutputFunc).
@@ -160,18 +162,18 @@ func (s *Store) adopt(v chain.Version) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("release %s: %w", v.Tag(), err)
 	}
 	m := Manifest{
-		Version:         v.String(),
-		SHA256:          sum,
-		Source:          SourceLocal,
-		ReportedVersion: s.reportedVersion(context.Background(), bin),
-		FetchedAt:       time.Now().UTC(),
-	}
-	log := s.log().WithFields(logrus.Fields{"release": v.Tag(), "sha256": sum, "reported_version": m.ReportedVersion})
-	if m.ReportedVersion != v.String() {
-		log.Warn("hand-placed lavap does not report its folder's version; the folder's tag is what counts")
+		Version:   v.String(),
+		SHA256:    sum,
+		Source:    SourceLocal,
+		FetchedAt: time.Now().UTC(),
 	}
 	if s.ReadOnly {
 		return m, nil
+	}
+	m.ReportedVersion = s.reportedVersion(context.Background(), bin)
+	log := s.log().WithFields(logrus.Fields{"release": v.Tag(), "sha256": sum, "reported_version": m.ReportedVersion})
+	if m.ReportedVersion != v.String() {
+		log.Warn("hand-placed lavap does not report its folder's version; the folder's tag is what counts")
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
