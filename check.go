@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
@@ -79,7 +80,7 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 		if _, err := inst.Store.Verify(d.Wanted); err == nil {
 			r.Source, r.From = "local", inst.Store.ReleaseDir(d.Wanted)
 		} else if inst.Fetcher != nil {
-			r.From = inst.Fetcher.AssetURL(d.Wanted)
+			r.From = redact.URL(inst.Fetcher.AssetURL(d.Wanted))
 		}
 		for _, svc := range cfg.Services {
 			if svc.Command == "" {

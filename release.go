@@ -11,6 +11,7 @@ import (
 
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
 
@@ -119,7 +120,7 @@ func readChain(cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.
 	log.WithFields(logrus.Fields{
 		"provider_min": snap.Versions.ProviderMin.String(), "provider_target": snap.Versions.ProviderTarget.String(),
 		"consumer_min": snap.Versions.ConsumerMin.String(), "consumer_target": snap.Versions.ConsumerTarget.String(),
-		"height": snap.Height, "source": snap.Source,
+		"height": snap.Height, "source": redact.URL(snap.Source),
 	}).Info("chain versions")
 	return &snap, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
@@ -338,7 +339,7 @@ func (s *session) banner(log *logrus.Entry, cfg *config.Config, specs []supervis
 	}
 	_, release, _ := s.home.current()
 	log.WithFields(logrus.Fields{
-		"home": s.home.root, "node": cfg.Node, "chain_id": cfg.ChainID, "release": release,
+		"home": s.home.root, "node": redact.URL(cfg.Node), "chain_id": cfg.ChainID, "release": release,
 		"services": strings.Join(names, ","),
 	}).Info("lavavisor started")
 }

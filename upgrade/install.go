@@ -40,12 +40,11 @@ func (in *Installer) Obtain(ctx context.Context, candidates []chain.Version) (ch
 			errs = append(errs, fmt.Errorf("%s: %w", v.Tag(), err))
 			continue
 		}
-		in.Log.WithField("version", v.String()).WithField("url", in.Fetcher.AssetURL(v)).Info("downloading release")
 		m, err = in.Fetcher.Fetch(ctx, in.Store, v)
 		if err == nil {
 			return v, m, nil
 		}
-		errs = append(errs, fmt.Errorf("fetch %s: %w", v.Tag(), err))
+		errs = append(errs, err) // it names the release: "fetch lavap v6.2.6: ..."
 		if ctx.Err() != nil {
 			break
 		}
