@@ -24,6 +24,7 @@ func newHome(dir string) home { return home{root: filepath.Join(dir, ".lavavisor
 func (h home) path(name string) string { return filepath.Join(h.root, name) }
 func (h home) configFile() string      { return h.path("config.yml") }
 func (h home) lockFile() string        { return h.path("lock") }
+func (h home) configLock() string      { return h.path("config.lock") }
 func (h home) currentLink() string     { return h.path("current") }
 func (h home) stateFile() string       { return h.path("state.json") }
 func (h home) socket() string          { return h.path("lavavisor.sock") }
