@@ -46,6 +46,9 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if err != nil {
 		return err
 	}
+	if err := h.checkSafe(cfg.ReleasesDir); err != nil {
+		return err
+	}
 	snap, err := mustReadChain(cfg, l)
 	if err != nil {
 		return err

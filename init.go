@@ -26,13 +26,25 @@ type initCmd struct {
 func (c *initCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
 	h := newHome(g.Directory)
 	l := log.WithField("component", "init")
+	o := g.overrides()
+	o.AutoDownload = c.AutoDownload
+	releasesDir := ""
+	if o.ReleasesDir != nil {
+		releasesDir = *o.ReleasesDir
+	}
+	// Before anything is written: the releases-dir of config.yml is checked
+	// again once it is read.
+	if err := h.checkSafe(releasesDir); err != nil {
+		return err
+	}
 	if err := createHome(h, l); err != nil {
 		return err
 	}
-	o := g.overrides()
-	o.AutoDownload = c.AutoDownload
 	cfg, err := config.Load(h.configFile(), o, config.Options{AllowNoServices: true})
 	if err != nil {
+		return err
+	}
+	if err := h.checkSafe(cfg.ReleasesDir); err != nil {
 		return err
 	}
 	if err := c.link(cfg, h, l); err != nil {

@@ -45,6 +45,9 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		if err != nil {
 			return nil, err
 		}
+		if err := h.checkSafe(cfg.ReleasesDir); err != nil {
+			return nil, err
+		}
 		cfg.Services = []config.Service{cfg.Effective(config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command})}
 		return cfg, nil
 	}

@@ -37,6 +37,9 @@ func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) er
 			return nil, fmt.Errorf("%w: run `lavavisor init` to create it", err)
 		}
 		if err == nil {
+			err = h.checkSafe(cfg.ReleasesDir)
+		}
+		if err == nil {
 			err = pw.check(cfg)
 		}
 		return cfg, err

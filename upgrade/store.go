@@ -98,7 +98,12 @@ func (s *Store) List() []chain.Version {
 			s.log().WithField("name", name).WithError(err).Debug("ignoring a folder that is not a release tag")
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(s.Dir, name)); err != nil || !fi.IsDir() {
+		fi, err := os.Lstat(filepath.Join(s.Dir, name))
+		if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			s.log().WithField("path", filepath.Join(s.Dir, name)).Warn("ignoring a release folder that is a symlink: a release must be a real folder, and LavaVisor never writes through the link")
+			continue
+		}
+		if err != nil || !fi.IsDir() {
 			s.log().WithField("name", name).Debug("ignoring a release tag that is not a folder")
 			continue
 		}
@@ -127,6 +132,9 @@ func (s *Store) Usable() []chain.Version {
 // placed by hand: it is adopted (source local, sha256 computed now, manifest
 // written) and verified against that manifest from then on.
 func (s *Store) Verify(v chain.Version) (Manifest, error) {
+	if fi, err := os.Lstat(s.ReleaseDir(v)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return Manifest{}, fmt.Errorf("release %s: %s is a symlink, not a release folder (LavaVisor never writes through it)", v.Tag(), s.ReleaseDir(v))
+	}
 	bin := s.BinPath(v)
 	if err := checkBinary(bin); err != nil {
 		return Manifest{}, fmt.Errorf("release %s: %w", v.Tag(), err)
