@@ -376,7 +376,7 @@ func appendService(data []byte, item serviceItem) ([]byte, error) {
 		return nil, err
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, errors.New("want a mapping of keys such as node: and services:")
+		return nil, errors.New("want a mapping of keys, such as node and services")
 	}
 	root := doc.Content[0]
 	if root.Style&yaml.FlowStyle != 0 {

@@ -6,12 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
 
@@ -79,15 +77,6 @@ func (h home) current() (dir string, tag string, err error) {
 		return "", "", &errNoCurrent{link: h.currentLink(), err: fmt.Errorf("%s is not an executable file", bin)}
 	}
 	return dir, tag, nil
-}
-
-// currentVersion is the version of the linked release, from its folder's tag.
-func (h home) currentVersion() (chain.Version, error) {
-	_, tag, err := h.current()
-	if err != nil {
-		return chain.Version{}, err
-	}
-	return chain.ParseTag(strings.TrimSpace(tag))
 }
 
 // lavapBinary resolves `current` at each start of a service.

@@ -692,11 +692,10 @@ func (w *batchWriter) encoder(stream string) lineEncoder {
 // entryEncoder formats service lines with any other logrus Formatter, one
 // reused entry per line: slower, but the same bytes as logging each line.
 type entryEncoder struct {
-	f        logrus.Formatter
-	line     *logrus.Entry
-	cont     *logrus.Entry
-	scratch  bytes.Buffer
-	failures int
+	f       logrus.Formatter
+	line    *logrus.Entry
+	cont    *logrus.Entry
+	scratch bytes.Buffer
 }
 
 func newEntryEncoder(log *logrus.Logger, f logrus.Formatter, service, stream string) *entryEncoder {
