@@ -150,7 +150,7 @@ func runCLI(args []string) int {
 	}
 	if command != "version" {
 		if cli.Directory, err = resolveDirectory(cli.Directory); err != nil {
-			log.WithError(err).Error(failed)
+			logError(log, failed, err)
 			return 1
 		}
 	}
@@ -161,12 +161,27 @@ func runCLI(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			log.WithError(ee.err).Error("lavavisor stopped")
+			logError(log, "lavavisor stopped", ee.err)
 		}
 		return ee.code
 	}
-	log.WithError(err).Error(failed)
+	logError(log, failed, err)
 	return 1
+}
+
+// logError logs err under msg, one line per line of its text: several
+// config problems read one a line, never as one line with \n in it.
+func logError(log *logrus.Logger, msg string, err error) {
+	lines := strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
+	if len(lines) == 1 {
+		log.WithError(err).Error(msg)
+		return
+	}
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			log.WithField("error", l).Error(msg)
+		}
+	}
 }
 
 // resolveDirectory makes --directory absolute, ~ meaning $HOME (SPEC §2), and

@@ -48,6 +48,7 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		if err := h.checkSafe(cfg.ReleasesDir); err != nil {
 			return nil, err
 		}
+		sink.Reserve(c.Name)
 		cfg.Services = []config.Service{cfg.Effective(config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command})}
 		return cfg, nil
 	}

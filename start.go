@@ -40,6 +40,11 @@ func (c *startCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) er
 			err = h.checkSafe(cfg.ReleasesDir)
 		}
 		if err == nil {
+			for _, svc := range cfg.Services {
+				sink.Reserve(svc.Name)
+			}
+		}
+		if err == nil {
 			err = pw.check(cfg)
 		}
 		return cfg, err

@@ -350,10 +350,23 @@ func askStatus(h home) (statusReport, error) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(statusTimeout))
 	if _, err := io.WriteString(conn, "status\n"); err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
 		return rep, fmt.Errorf("ask lavavisor at %s: %w", path, err)
 	}
 	body, err := io.ReadAll(io.LimitReader(conn, 4<<20))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return rep, fmt.Errorf("lavavisor at %s did not answer within %s (busy or stuck?)", path, statusTimeout)
+	}
 	if err != nil {
+		// A net.OpError names the socket by the name it was bound under,
+		// which is not the one the user knows.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
 		return rep, fmt.Errorf("read the answer of lavavisor at %s: %w", path, err)
 	}
 	var e struct {
