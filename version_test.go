@@ -31,7 +31,7 @@ func TestVersionOf(t *testing.T) {
 
 func TestLogLevelHelpNamesTrace(t *testing.T) {
 	code, out := runLavavisor(t, "--help")
-	if code != 0 || !strings.Contains(out, "Log level: trace, debug, info, warn, error.") {
+	if code != 0 || !strings.Contains(out, "Log level: trace, debug, info, warn, error") {
 		t.Errorf("code %d\n%s", code, out)
 	}
 }
