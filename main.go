@@ -147,11 +147,12 @@ func runCLI(args []string) int {
 	// LavaVisor's own log lines are written by the sink's goroutine: let the
 	// last ones out before the process exits.
 	defer sink.Flush(2 * time.Second)
-	command := strings.Fields(kctx.Command())[0]
-	failed := "lavavisor cannot run"
+	command, _, _ := strings.Cut(kctx.Command(), " ")
+	failed, stopped := "lavavisor cannot run", "lavavisor stopped"
 	switch command {
 	case "check", "status", "create-service":
 		failed = command + " failed"
+		stopped = failed
 	}
 	if command != "version" {
 		if cli.Directory, err = resolveDirectory(cli.Directory); err != nil {
@@ -166,7 +167,7 @@ func runCLI(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			logError(log, "lavavisor stopped", ee.err)
+			logError(log, stopped, ee.err)
 		}
 		return ee.code
 	}

@@ -140,3 +140,12 @@ func TestLogPrefixColumnDoesNotWiden(t *testing.T) {
 		t.Errorf("width %d\n%s", width, out)
 	}
 }
+
+// A usage error of create-service is create-service's, not "lavavisor stopped".
+func TestCreateServiceUsageErrorLabel(t *testing.T) {
+	h := newTestHome(t)
+	code, out := runLavavisor(t, "--directory", h.dir, "create-service", "provider", "p.yml", "--from", "op", "--geolocation", "1", "--name", "Bad_Name")
+	if code != 2 || !strings.Contains(out, "create-service failed") || strings.Contains(out, "lavavisor stopped") {
+		t.Errorf("code %d\n%s", code, out)
+	}
+}
