@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
@@ -46,6 +47,9 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if err != nil {
 		return err
 	}
+	if err := h.checkSafe(cfg.ReleasesDir); err != nil {
+		return err
+	}
 	snap, err := mustReadChain(context.Background(), cfg, l)
 	if err != nil {
 		return err
@@ -63,8 +67,8 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if !running.IsZero() {
 		r.Running = running.String()
 	}
-	// Read-only: a missing state.json stays missing.
-	st, err := upgrade.OpenState(h.stateFile(), l)
+	// Read-only: a missing state.json stays missing, a corrupt one in place.
+	st, err := upgrade.OpenStateReadOnly(h.stateFile(), l)
 	if err != nil {
 		return err
 	}
@@ -80,7 +84,7 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 		if _, err := inst.Store.Verify(d.Wanted); err == nil {
 			r.Source, r.From = "local", inst.Store.ReleaseDir(d.Wanted)
 		} else if inst.Fetcher != nil {
-			r.From = inst.Fetcher.AssetURL(d.Wanted)
+			r.From = redact.URL(inst.Fetcher.AssetURL(d.Wanted))
 		}
 		for _, svc := range cfg.Services {
 			if svc.Command == "" {

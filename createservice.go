@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/alecthomas/kong"
@@ -76,7 +78,25 @@ func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sin
 
 	h := newHome(g.Directory)
 	cfgPath := h.configFile()
-	old, cfgMode, created, err := readHomeConfig(cfgPath)
+	// Read-modify-write under the home's config lock: two create-service
+	// run at once must both land (SPEC §2).
+	if err := os.MkdirAll(h.root, 0o755); err != nil {
+		return fmt.Errorf("create home: %w", err)
+	}
+	lockCtx, cancel := context.WithTimeout(context.Background(), configLockWait)
+	lock, err := upgrade.WaitLock(lockCtx, h.configLock())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("config.yml is being changed by another command: %w", err)
+	}
+	defer lock.Unlock()
+	// A symlinked config.yml stays a link: the file it points at is
+	// replaced, atomically in its own folder.
+	target, err := configTarget(cfgPath)
+	if err != nil {
+		return err
+	}
+	old, cfgMode, created, err := readHomeConfig(target)
 	if err != nil {
 		return err
 	}
@@ -126,7 +146,7 @@ func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sin
 	}
 
 	// Every check passed: only now is anything written.
-	undo, err := install(svcDir, base, src, srcMode, cfgPath, updated, cfgMode)
+	undo, err := install(svcDir, base, src, srcMode, target, updated, cfgMode)
 	if err != nil {
 		return err
 	}
@@ -198,6 +218,24 @@ func defaultServiceName(role, file string) string {
 		name = strings.TrimRight(name[:63], "-")
 	}
 	return name
+}
+
+// configLockWait bounds the wait for another create-service to finish.
+const configLockWait = 30 * time.Second
+
+// configTarget is the file to replace for config.yml: the path itself, or
+// the file a symlinked config.yml points at.
+func configTarget(cfgPath string) (string, error) {
+	fi, err := os.Lstat(cfgPath)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return cfgPath, nil
+	}
+	target, err := filepath.EvalSymlinks(cfgPath)
+	if err != nil {
+		link, _ := os.Readlink(cfgPath)
+		return "", fmt.Errorf("config file %s is a symlink to %s, which cannot be read (%w): fix or remove the link", cfgPath, link, err)
+	}
+	return target, nil
 }
 
 // readServiceConfig reads the lavap config file to copy.
@@ -338,7 +376,7 @@ func appendService(data []byte, item serviceItem) ([]byte, error) {
 		return nil, err
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, errors.New("want a mapping of keys such as node: and services:")
+		return nil, errors.New("want a mapping of keys, such as node and services")
 	}
 	root := doc.Content[0]
 	if root.Style&yaml.FlowStyle != 0 {

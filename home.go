@@ -1,14 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/lavavisor/lavavisor/chain"
+	"github.com/lavavisor/lavavisor/upgrade"
 )
 
 // home is the .lavavisor folder of SPEC §2.
@@ -21,9 +23,25 @@ func newHome(dir string) home { return home{root: filepath.Join(dir, ".lavavisor
 func (h home) path(name string) string { return filepath.Join(h.root, name) }
 func (h home) configFile() string      { return h.path("config.yml") }
 func (h home) lockFile() string        { return h.path("lock") }
+func (h home) configLock() string      { return h.path("config.lock") }
 func (h home) currentLink() string     { return h.path("current") }
 func (h home) stateFile() string       { return h.path("state.json") }
 func (h home) socket() string          { return h.path("lavavisor.sock") }
+
+// lock takes the home's flock. Only a lock held by another instance means
+// the home is in use; a refused lock file or a permission problem says so.
+func (h home) lock() (*upgrade.Lock, error) {
+	l, err := upgrade.TryLock(h.lockFile())
+	switch {
+	case err == nil:
+		return l, nil
+	case errors.Is(err, upgrade.ErrLocked):
+		return nil, fmt.Errorf("home %s is in use: %w", h.root, err)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("cannot take the lock of home %s: %w: run LavaVisor as the home's owner, or give it write access to %s", h.root, err, h.root)
+	}
+	return nil, err
+}
 
 // releasesDir is the releases-dir setting, or <home>/upgrades.
 func (h home) releasesDir(setting string) string {
@@ -43,31 +61,22 @@ func (e *errNoCurrent) Error() string {
 	return fmt.Sprintf("no lavap release linked at %s (%v): run `lavavisor init` to fetch and link one, or place a release by hand (README: \"Placing a release by hand\")", e.link, e.err)
 }
 
-// current resolves the `current` link once: the release folder it points at
-// and its tag. A later swap of the link does not change what this returned.
+// current reads the `current` link once, one level: the release folder it
+// points at and its tag, the folder's name. A later swap of the link does not change what this returned.
 func (h home) current() (dir string, tag string, err error) {
-	dir, err = filepath.EvalSymlinks(h.currentLink())
+	dir, tag, err = upgrade.CurrentRelease(h.currentLink())
 	if err != nil {
 		return "", "", &errNoCurrent{link: h.currentLink(), err: err}
 	}
 	bin := filepath.Join(dir, "lavap")
-	fi, err := os.Stat(bin)
+	fi, err := os.Lstat(bin)
 	if err != nil {
 		return "", "", &errNoCurrent{link: h.currentLink(), err: err}
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return "", "", &errNoCurrent{link: h.currentLink(), err: fmt.Errorf("%s is not an executable file", bin)}
 	}
-	return dir, filepath.Base(dir), nil
-}
-
-// currentVersion is the version of the linked release, from its folder's tag.
-func (h home) currentVersion() (chain.Version, error) {
-	_, tag, err := h.current()
-	if err != nil {
-		return chain.Version{}, err
-	}
-	return chain.ParseTag(strings.TrimSpace(tag))
+	return dir, tag, nil
 }
 
 // lavapBinary resolves `current` at each start of a service.
@@ -90,4 +99,52 @@ func removeTemp(h home, log *logrus.Entry) {
 		}
 		log.WithField("file", p).Info("removed a temporary file left by an earlier instance")
 	}
+}
+
+// checkSafe refuses a home that LavaVisor must not trust (SPEC §2, as ssh's
+// StrictModes): its .lavavisor/, config.yml or releases folder (upgrades/ or
+// releases-dir) being a symlink owned by another user, or, when LavaVisor runs
+// as root, owned by another non-root user or writable by group or others:
+// LavaVisor would run that user's `command:` and releases as root. Paths that
+// do not exist yet pass: LavaVisor makes them itself.
+func (h home) checkSafe(releasesDir string) error {
+	var errs []error
+	for _, p := range []string{h.root, h.configFile(), h.releasesDir(releasesDir)} {
+		if err := checkTrusted(p, os.Geteuid()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkTrusted applies checkSafe's rules to one path.
+func checkTrusted(path string, euid int) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	owner := func(fi fs.FileInfo) int { return int(fi.Sys().(*syscall.Stat_t).Uid) }
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if uid := owner(fi); uid != euid && uid != 0 {
+			return fmt.Errorf("%s is a symlink owned by uid %d, not by LavaVisor's user (uid %d): LavaVisor does not follow it; replace it with a real folder, or `chown -h %d %s` if the link is yours", path, uid, euid, euid, shellQuote(path))
+		}
+		if fi, err = os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+	if euid != 0 {
+		return nil
+	}
+	if uid := owner(fi); uid != 0 {
+		return fmt.Errorf("%s is owned by uid %d, and LavaVisor runs as root: it would run that user's commands and releases as root. Fix: `chown root: %s`, or run LavaVisor as that user", path, uid, shellQuote(path))
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o), and LavaVisor runs as root: anyone who can write it could run commands as root. Fix: `chmod go-w %s`", path, fi.Mode().Perm(), shellQuote(path))
+	}
+	return nil
 }

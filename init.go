@@ -28,13 +28,25 @@ func (c *initCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) err
 	defer stop.close()
 	h := newHome(g.Directory)
 	l := log.WithField("component", "init")
+	o := g.overrides()
+	o.AutoDownload = c.AutoDownload
+	releasesDir := ""
+	if o.ReleasesDir != nil {
+		releasesDir = *o.ReleasesDir
+	}
+	// Before anything is written: the releases-dir of config.yml is checked
+	// again once it is read.
+	if err := h.checkSafe(releasesDir); err != nil {
+		return err
+	}
 	if err := createHome(h, l); err != nil {
 		return err
 	}
-	o := g.overrides()
-	o.AutoDownload = c.AutoDownload
 	cfg, err := config.Load(h.configFile(), o, config.Options{AllowNoServices: true})
 	if err != nil {
+		return err
+	}
+	if err := h.checkSafe(cfg.ReleasesDir); err != nil {
 		return err
 	}
 	if err := c.link(stop.Context(), cfg, h, l); err != nil {
@@ -57,9 +69,9 @@ func interrupted(stop *stopper) error {
 }
 
 func (c *initCmd) link(ctx context.Context, cfg *config.Config, h home, log *logrus.Entry) error {
-	lock, err := upgrade.TryLock(h.lockFile())
+	lock, err := h.lock()
 	if err != nil {
-		return fmt.Errorf("home %s is in use: %w", h.root, err)
+		return err
 	}
 	defer lock.Unlock()
 	snap, err := mustReadChain(ctx, cfg, log)
@@ -111,10 +123,14 @@ func createHome(h home, log *logrus.Entry) error {
 	if err := os.MkdirAll(h.root, 0o755); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
-	// Written under a temporary name and hard-linked into place: atomic, and
-	// the link fails rather than overwrite a config.yml made meanwhile.
-	tmp := h.path(".tmp-config.yml")
-	if err := os.WriteFile(tmp, []byte(config.SampleConfig()), 0o644); err != nil {
+	if _, err := os.Lstat(h.configFile()); err == nil {
+		return nil // nothing to write: the home is left untouched
+	}
+	// Written under a temporary name, fsynced and hard-linked into place:
+	// atomic, durable, and the link fails rather than overwrite a config.yml
+	// made meanwhile.
+	tmp, err := writeSynced(h.root, ".tmp-config.yml-*", []byte(config.SampleConfig()), 0o644)
+	if err != nil {
 		return fmt.Errorf("write sample config: %w", err)
 	}
 	defer os.Remove(tmp)
@@ -123,6 +139,34 @@ func createHome(h home, log *logrus.Entry) error {
 	} else if err != nil {
 		return fmt.Errorf("create sample config: %w", err)
 	}
+	if err := upgrade.SyncDir(h.root); err != nil {
+		return fmt.Errorf("create sample config: %w", err)
+	}
 	log.WithField("file", h.configFile()).Info("created a sample config.yml: add your services to it (or use lavavisor create-service)")
 	return nil
+}
+
+// writeSynced writes data to a new file named after pattern in dir (as
+// os.CreateTemp: never an existing file, nor through a planted link), fsyncs
+// it and returns its path.
+func writeSynced(dir, pattern string, data []byte, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -129,6 +130,7 @@ func TestCheckIsADryRun(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "nothing to do") {
 		t.Errorf("nothing due: code %d\n%s", code, out)
 	}
+	assertUnchanged(t, before, snapshotTree(t, h.dir))
 	h.versions("6.2.5", "6.2.6")
 	before = snapshotTree(t, h.dir)
 	code, out = runLavavisor(t, "--directory", h.dir, "check", "--json")
@@ -142,15 +144,7 @@ func TestCheckIsADryRun(t *testing.T) {
 	if r.Running != "6.2.5" || r.Wanted != "6.2.6" || r.Source != "local" || strings.Join(r.Restart, ",") != "p1" || r.Chain.ProviderTarget != "6.2.6" {
 		t.Errorf("report %+v", r)
 	}
-	after := snapshotTree(t, h.dir)
-	for p, s := range before {
-		if after[p] != s {
-			t.Errorf("check changed %s", p)
-		}
-	}
-	if len(after) != len(before) {
-		t.Errorf("check added files: %d -> %d", len(before), len(after))
-	}
+	assertUnchanged(t, before, snapshotTree(t, h.dir))
 	os.Remove(filepath.Join(h.dir, "versions.yml"))
 	if code, out := runLavavisor(t, "--directory", h.dir, "check"); code != 1 {
 		t.Errorf("unreadable chain: code %d\n%s", code, out)
@@ -197,5 +191,79 @@ func TestInitLinkNoneLinksNoSystemPath(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(h.dir, "userhome", "go", "bin", "lavap")); err == nil {
 		t.Error("a system-path link was made with link: none")
+	}
+}
+
+// init fsyncs the sample config before linking it into place, and the home
+// folder after (SPEC §2), as strace sees it.
+func TestInitSyncsSampleConfig(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("needs strace")
+	}
+	h := initHome(t)
+	trace := filepath.Join(t.TempDir(), "trace")
+	p := startProc(t, strace, "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync,link,linkat,rename,renameat,renameat2", "-o", trace,
+		lavavisorBin, "--directory", h.dir, h.nodeFlag(), "init")
+	p.wait()
+	if !strings.Contains(p.out.String(), "created a sample config.yml") {
+		t.Fatalf("no sample config made:\n%s", p.out.String())
+	}
+	b, err := os.ReadFile(trace)
+	if err != nil {
+		t.Skipf("strace left no trace (ptrace not allowed?): %v\n%s", err, p.out.String())
+	}
+	step := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case step == 0 && strings.Contains(l, "fsync(") && strings.Contains(l, ".tmp-config.yml"):
+			step = 1
+		case step == 1 && strings.Contains(l, "link") && strings.Contains(l, "/config.yml\""):
+			step = 2
+		case step == 2 && strings.Contains(l, "fsync(") && strings.Contains(l, "<"+h.root()+">"):
+			step = 3
+		}
+	}
+	if step != 3 {
+		t.Errorf("want fsync of the temporary config, link to config.yml, fsync of %s; got to step %d of the trace:\n%s", h.root(), step, b)
+	}
+}
+
+// check and status run no release binary, even hand-placed ones without a
+// manifest, and write nothing in the home, even with a corrupt state.json.
+func TestCheckAndStatusRunNoReleaseAndWriteNothing(t *testing.T) {
+	h := newTestHome(t)
+	runs := filepath.Join(t.TempDir(), "runs") // outside the home
+	for _, v := range []string{"6.2.5", "6.2.6"} {
+		dir := filepath.Join(h.root(), "upgrades", "v"+v)
+		os.MkdirAll(dir, 0o755)
+		script := fmt.Sprintf("#!/bin/sh\necho \"v%s $*\" >> %s\necho %s\n", v, runs, v)
+		if err := os.WriteFile(filepath.Join(dir, "lavap"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.link("6.2.5")
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\nlink: none\nservices:\n", h.dir) + h.service("p1", ""))
+	os.WriteFile(filepath.Join(h.root(), "state.json"), []byte("{not json"), 0o600)
+	for _, want := range []struct {
+		target string
+		code   int
+	}{{"6.2.5", 0}, {"6.2.6", 3}} {
+		h.versions("6.2.5", want.target)
+		before := snapshotTree(t, h.dir)
+		for _, args := range [][]string{{"check"}, {"check", "--json"}, {"status"}, {"status", "--json"}} {
+			code, out := runLavavisor(t, append([]string{"--directory", h.dir}, args...)...)
+			wantCode := want.code
+			if args[0] == "status" {
+				wantCode = 1 // nothing runs
+			}
+			if code != wantCode {
+				t.Errorf("%v (target %s): code %d, want %d\n%s", args, want.target, code, wantCode, out)
+			}
+		}
+		assertUnchanged(t, before, snapshotTree(t, h.dir))
+	}
+	if b, err := os.ReadFile(runs); err == nil {
+		t.Errorf("a release binary was run:\n%s", b)
 	}
 }

@@ -8,29 +8,35 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/lavavisor/lavavisor/config"
 	"github.com/lavavisor/lavavisor/supervisor"
 )
 
-// version is set at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
+// version is set at build time: -ldflags "-X main.version=1.2.3". When it
+// is not, `lavavisor version` reports the module version of the build
+// (`go install github.com/lavavisor/lavavisor@v1.2.3` gives v1.2.3).
+var version = ""
 
 // Globals are the flags every command takes (SPEC §4). Pointer flags are nil
 // when not given, so they never override config.yml.
 type Globals struct {
-	Directory    string         `help:"Folder that holds .lavavisor/." env:"LAVAVISOR_DIRECTORY" default:"~" type:"path" short:"d"`
+	Directory    string         `help:"Folder that holds .lavavisor/ (~ and ~/x mean $HOME and $HOME/x)." env:"LAVAVISOR_DIRECTORY" default:"~" short:"d"`
 	Node         *string        `help:"CometBFT RPC of a Lava node (tcp://, http://, https://; several comma-separated) or file:///path/versions.yml." env:"LAVAVISOR_NODE"`
 	GRPCAddr     *string        `name:"grpc-addr" help:"Query the chain over gRPC (host:port) instead of RPC." env:"LAVAVISOR_GRPC_ADDR"`
 	GRPCInsecure *bool          `name:"grpc-insecure" help:"Plain gRPC instead of TLS." env:"LAVAVISOR_GRPC_INSECURE"`
 	ChainID      *string        `name:"chain-id" help:"Expected chain id, checked against the node." env:"LAVAVISOR_CHAIN_ID"`
 	PollInterval *time.Duration `name:"poll-interval" help:"How often to read the chain (0: its average block time)." env:"LAVAVISOR_POLL_INTERVAL"`
-	LogLevel     string         `help:"Log level: debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"LAVAVISOR_LOG_LEVEL"`
+	LogLevel     string         `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error" env:"LAVAVISOR_LOG_LEVEL"`
 	LogFormat    string         `help:"Log format: text or json." default:"text" enum:"text,json" env:"LAVAVISOR_LOG_FORMAT"`
 	MetricsAddr  string         `name:"metrics-addr" help:"Serve /metrics, /healthz and /readyz on host:port (off when empty)." env:"LAVAVISOR_METRICS_ADDR"`
 	DownloadURL  *string        `name:"download-url" help:"Release asset URL template ({version}, {os}, {arch})." env:"LAVAVISOR_DOWNLOAD_URL"`
@@ -60,8 +66,25 @@ type CLI struct {
 type versionCmd struct{}
 
 func (versionCmd) Run() error {
-	fmt.Println(version)
+	fmt.Println(buildVersion())
 	return nil
+}
+
+// buildVersion is the -X main.version of a release build, else the module
+// version recorded by the go command, else "dev" (a build from a checkout).
+func buildVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(version, bi)
+}
+
+func versionOf(stamped string, bi *debug.BuildInfo) string {
+	if stamped != "" {
+		return stamped
+	}
+	if bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
 }
 
 // exitError carries a specific exit code up to main.
@@ -78,7 +101,31 @@ func (e *exitError) Error() string {
 }
 func (e *exitError) Unwrap() error { return e.err }
 
-func main() { os.Exit(runCLI(os.Args[1:])) }
+func main() {
+	// Children inherit fds 0-2 only (SPEC §2): whatever LavaVisor itself
+	// inherited (an operator's `exec 7<secret`, a leaked socket) is marked
+	// close-on-exec before anything can start a process.
+	closeInheritedFDs()
+	os.Exit(runCLI(os.Args[1:]))
+}
+
+// closeInheritedFDs marks every descriptor from 3 up close-on-exec.
+func closeInheritedFDs() {
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: walk /proc/self/fd.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lavavisor: warning: cannot list inherited descriptors to keep them from services:", err)
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= 3 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
 
 // runCLI parses args and runs the command; it returns the process exit code.
 func runCLI(args []string) int {
@@ -105,6 +152,19 @@ func runCLI(args []string) int {
 	// LavaVisor's own log lines are written by the sink's goroutine: let the
 	// last ones out before the process exits.
 	defer sink.Flush(2 * time.Second)
+	command, _, _ := strings.Cut(kctx.Command(), " ")
+	failed, stopped := "lavavisor cannot run", "lavavisor stopped"
+	switch command {
+	case "check", "status", "create-service":
+		failed = command + " failed"
+		stopped = failed
+	}
+	if command != "version" {
+		if cli.Directory, err = resolveDirectory(cli.Directory); err != nil {
+			logError(log, failed, err)
+			return 1
+		}
+	}
 	err = kctx.Run(&cli.Globals, log, sink)
 	if err == nil {
 		return 0
@@ -112,12 +172,67 @@ func runCLI(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			log.WithError(ee.err).Error("lavavisor stopped")
+			logError(log, stopped, ee.err)
 		}
 		return ee.code
 	}
-	log.WithError(err).Error("lavavisor cannot run")
+	logError(log, failed, err)
 	return 1
+}
+
+// logError logs err under msg, one line per line of its text: several
+// config problems read one a line, never as one line with \n in it.
+func logError(log *logrus.Logger, msg string, err error) {
+	lines := strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
+	if len(lines) == 1 {
+		log.WithError(err).Error(msg)
+		return
+	}
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			log.WithField("error", l).Error(msg)
+		}
+	}
+}
+
+// resolveDirectory makes --directory absolute, ~ meaning $HOME (SPEC §2), and
+// refuses the default home while a home made by an older build, which took
+// the default ~ literally, sits unused at ./~/.lavavisor.
+func resolveDirectory(dir string) (string, error) {
+	expanded, err := config.ExpandHome(dir)
+	if err != nil {
+		return "", fmt.Errorf("--directory: %w", err)
+	}
+	abs, err := filepath.Abs(expanded)
+	if err != nil {
+		return "", fmt.Errorf("--directory %s: %w", dir, err)
+	}
+	if dir != "~" && dir != "~/" {
+		return abs, nil
+	}
+	if _, err := os.Lstat(newHome(abs).configFile()); err == nil {
+		return abs, nil
+	}
+	old, err := filepath.Abs(filepath.Join("~", ".lavavisor"))
+	if err != nil {
+		return abs, nil
+	}
+	if fi, err := os.Stat(old); err != nil || !fi.IsDir() {
+		return abs, nil
+	}
+	return "", fmt.Errorf("%s has no config.yml, but %s does: an older LavaVisor made that home, taking the default ~ literally. "+
+		"Move it into place with `mv %s %s` (or pass --directory %s to keep using it where it is)",
+		newHome(abs).root, old, shellQuote(old), shellQuote(abs+"/"), shellQuote(filepath.Dir(old)))
+}
+
+// shellQuote quotes s for a command line a user pastes.
+func shellQuote(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // newParser builds the command-line parser over cli; exit replaces kong's

@@ -245,7 +245,7 @@ func TestKeyringPasswordFileUnreadable(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run lavavisor as another user")
 	}
-	const nobody = 65534
+
 	// nobody must reach the binary and the home.
 	if err := os.Chmod(filepath.Dir(lavavisorBin), 0o755); err != nil {
 		t.Fatal(err)

@@ -91,6 +91,10 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		if err != nil {
 			return nil, err
 		}
+		if err := h.checkSafe(cfg.ReleasesDir); err != nil {
+			return nil, err
+		}
+		sink.Reserve(c.Name)
 		svc := config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command}
 		if health != nil {
 			hc := *health // each load its own copy: nothing shares it with the last one

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
+	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
 
@@ -123,32 +124,50 @@ func chainVersions(v chain.Versions) upgrade.ChainVersions {
 	return upgrade.ChainVersions{ProviderMin: v.ProviderMin, ProviderTarget: v.ProviderTarget, ConsumerMin: v.ConsumerMin, ConsumerTarget: v.ConsumerTarget}
 }
 
-// readChain reads the versions once, bounded by request-timeout, and checks
-// the chain id. A mismatch is fatal; an unreachable chain is not.
+// readChain reads the versions once for `start`, and checks the chain id. A
+// mismatch is fatal; an unreachable chain is not: it is logged.
 func readChain(ctx context.Context, cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.Snapshot, error) {
+	snap, unread, err := queryChain(ctx, cfg, src, log)
+	if err != nil {
+		return nil, err
+	}
+	if unread != nil {
+		log.WithError(unread.err).Warn(unread.what + " at start; starting on the linked release, the poller keeps trying")
+		return nil, nil
+	}
+	return snap, nil
+}
+
+// chainUnread says why the chain could not be read: not fatal to `start`.
+type chainUnread struct {
+	what string // "chain not reachable", "chain versions not read"
+	err  error
+}
+
+// queryChain reads the versions once, bounded by request-timeout, and checks
+// the chain id: err for a mismatch (fatal), unread for a chain not read.
+func queryChain(ctx context.Context, cfg *config.Config, src chain.Source, log *logrus.Entry) (*chain.Snapshot, *chainUnread, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*cfg.RequestTimeout.Std())
 	defer cancel()
 	if err := chain.CheckChainID(ctx, src, cfg.ChainID, log); err != nil {
 		if ctx.Err() == nil && cfg.ChainID != "" && isMismatch(err) {
-			return nil, err
+			return nil, nil, err
 		}
-		log.WithError(err).Warn("chain not reachable at start; starting on the linked release, the poller keeps trying")
-		return nil, nil
+		return nil, &chainUnread{what: "chain not reachable", err: err}, nil
 	}
 	snap, err := src.Query(ctx)
 	if err == nil {
 		err = snap.Versions.Validate()
 	}
 	if err != nil {
-		log.WithError(err).Warn("chain versions not read at start; starting on the linked release, the poller keeps trying")
-		return nil, nil
+		return nil, &chainUnread{what: "chain versions not read", err: err}, nil
 	}
 	log.WithFields(logrus.Fields{
 		"provider_min": snap.Versions.ProviderMin.String(), "provider_target": snap.Versions.ProviderTarget.String(),
 		"consumer_min": snap.Versions.ConsumerMin.String(), "consumer_target": snap.Versions.ConsumerTarget.String(),
-		"height": snap.Height, "source": snap.Source,
+		"height": snap.Height, "source": redact.URL(snap.Source),
 	}).Info("chain versions")
-	return &snap, nil
+	return &snap, nil, nil
 }
 
 // isMismatch tells a wrong chain id (fatal) from an unreachable node.
@@ -160,15 +179,15 @@ func mustReadChain(ctx context.Context, cfg *config.Config, log *logrus.Entry) (
 		return chain.Snapshot{}, err
 	}
 	defer src.Close()
-	snap, err := readChain(ctx, cfg, src, log)
+	snap, unread, err := queryChain(ctx, cfg, src, log)
 	if err != nil {
 		return chain.Snapshot{}, err
 	}
 	if ctx.Err() != nil {
 		return chain.Snapshot{}, ctx.Err()
 	}
-	if snap == nil {
-		return chain.Snapshot{}, errors.New("cannot read the protocol versions from the chain (see the warning above): check --node")
+	if unread != nil {
+		return chain.Snapshot{}, fmt.Errorf("cannot read the protocol versions from the chain (%s: %w): check --node", unread.what, unread.err)
 	}
 	return *snap, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/lavavisor/lavavisor/config"
 	"github.com/lavavisor/lavavisor/control"
 	"github.com/lavavisor/lavavisor/health"
+	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
@@ -40,6 +41,14 @@ func (c *startCmd) run(g *Globals, log *logrus.Logger, sink *supervisor.Sink, st
 		cfg, err := config.Load(h.configFile(), o, config.Options{})
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: run `lavavisor init` to create it", err)
+		}
+		if err == nil {
+			err = h.checkSafe(cfg.ReleasesDir)
+		}
+		if err == nil {
+			for _, svc := range cfg.Services {
+				sink.Reserve(svc.Name)
+			}
 		}
 		if err == nil {
 			err = pw.check(cfg)
@@ -135,9 +144,9 @@ func (s *session) run() error {
 	if err := os.MkdirAll(s.home.root, 0o755); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
-	lock, err := upgrade.TryLock(s.home.lockFile())
+	lock, err := s.home.lock()
 	if err != nil {
-		return fmt.Errorf("home %s is in use: %w", s.home.root, err)
+		return err
 	}
 	defer lock.Unlock()
 	log := s.log.WithField("component", "lavavisor")
@@ -498,7 +507,7 @@ func (s *session) banner(log *logrus.Entry, cfg *config.Config, specs []supervis
 	}
 	_, release, _ := s.home.current()
 	log.WithFields(logrus.Fields{
-		"home": s.home.root, "node": cfg.Node, "chain_id": cfg.ChainID, "release": release,
+		"home": s.home.root, "node": redact.URL(cfg.Node), "chain_id": cfg.ChainID, "release": release,
 		"services": strings.Join(names, ","),
 	}).Info("lavavisor started")
 }

@@ -63,10 +63,7 @@ func FuzzSplitWords(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var want []string
-		for _, w := range strings.Split(string(out), "\x00") {
-			want = append(want, w)
-		}
+		want := strings.Split(string(out), "\x00")
 		want = want[:len(want)-1]
 		if len(got) == 0 && len(want) == 0 {
 			return

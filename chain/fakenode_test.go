@@ -95,9 +95,8 @@ func (n *fakeNode) setVersions(pt, pm, ct, cm string) {
 	n.set(func(n *fakeNode) { n.value = b })
 }
 
-func (n *fakeNode) setHeight(h int64)   { n.set(func(n *fakeNode) { n.height = h }) }
-func (n *fakeNode) setMode(m string)    { n.set(func(n *fakeNode) { n.mode = m }) }
-func (n *fakeNode) setNetwork(s string) { n.set(func(n *fakeNode) { n.network = s }) }
+func (n *fakeNode) setHeight(h int64) { n.set(func(n *fakeNode) { n.height = h }) }
+func (n *fakeNode) setMode(m string)  { n.set(func(n *fakeNode) { n.mode = m }) }
 
 // readFixture reads a recorded file from testdata.
 func readFixture(t testing.TB, name string) []byte {

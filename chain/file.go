@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -69,6 +71,13 @@ func (s *fileSource) read() (Versions, error) {
 	return decodeVersionsFile(b)
 }
 
+const versionsFileKeys = "provider_min, provider_target, consumer_min, consumer_target"
+
+var (
+	unknownField = regexp.MustCompile(`^(line \d+): field (.+) not found in type `)
+	notAMapping  = regexp.MustCompile(`^(line \d+): cannot unmarshal (\S+) .*into struct`)
+)
+
 // decodeVersionsFile is strict: the four keys, nothing else, one document.
 func decodeVersionsFile(b []byte) (Versions, error) {
 	var raw struct {
@@ -81,7 +90,21 @@ func decodeVersionsFile(b []byte) (Versions, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&raw); err != nil {
 		if errors.Is(err, io.EOF) {
-			return Versions{}, errors.New("empty: want provider_min, provider_target, consumer_min, consumer_target")
+			return Versions{}, errors.New("empty: want " + versionsFileKeys)
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// yaml.v3 names the Go struct of an unknown field: say the key.
+			var probs []string
+			for _, e := range te.Errors {
+				if m := unknownField.FindStringSubmatch(e); m != nil {
+					e = fmt.Sprintf("%s: unknown key %s (want %s)", m[1], m[2], versionsFileKeys)
+				} else if m := notAMapping.FindStringSubmatch(e); m != nil {
+					e = fmt.Sprintf("%s: want a mapping of %s, got %s", m[1], versionsFileKeys, m[2])
+				}
+				probs = append(probs, e)
+			}
+			return Versions{}, errors.New(strings.Join(probs, "; "))
 		}
 		return Versions{}, err
 	}

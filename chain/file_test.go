@@ -60,9 +60,9 @@ func TestFileSourceErrors(t *testing.T) {
 		name, content, want string
 	}{
 		{"empty", "", "empty: want provider_min, provider_target, consumer_min, consumer_target"},
-		{"unknown key", goodVersionsFile + "providr_min: 1.0.0\n", "field providr_min not found"},
+		{"unknown key", goodVersionsFile + "providr_min: 1.0.0\n", "line 6: unknown key providr_min (want provider_min, provider_target, consumer_min, consumer_target)"},
 		{"missing key", "provider_min: 5.5.1\nprovider_target: 6.2.6\nconsumer_target: 6.2.6\n", "consumer_min missing"},
-		{"not a map", "- 6.2.6\n", "cannot unmarshal"},
+		{"not a map", "- 6.2.6\n", "line 1: want a mapping of provider_min, provider_target, consumer_min, consumer_target, got !!seq"},
 		{"two documents", goodVersionsFile + "---\nprovider_min: 1.0.0\n", "more than one YAML document"},
 		{"leading v", strings.Replace(goodVersionsFile, "target: 6.2.6", "target: v6.2.6", 1), `provider_target: invalid version "v6.2.6"`},
 		{"two parts", strings.Replace(goodVersionsFile, "min: 5.5.1", "min: 1.2", 1), `provider_min: invalid version "1.2": want X.Y.Z`},
@@ -78,6 +78,9 @@ func TestFileSourceErrors(t *testing.T) {
 			_, err := src.Query(context.Background())
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("err = %v, want %q and the path", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "struct {") {
+				t.Fatalf("err = %v names a Go type", err)
 			}
 			if len(err.Error()) > 400 {
 				t.Fatalf("error not truncated: %d bytes", len(err.Error()))

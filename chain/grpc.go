@@ -130,11 +130,13 @@ func (s *grpcSource) latestHeight(ctx context.Context) (int64, error) {
 		if err != nil {
 			return fmt.Errorf("GetLatestBlock: %w", err)
 		}
+		//lint:ignore SA1019 nodes before cosmos-sdk v0.47 fill only the deprecated Block, not SdkBlock: it is the fallback
+		legacy := res.Block
 		switch {
 		case res.SdkBlock != nil:
 			h = res.SdkBlock.Header.Height
-		case res.Block != nil:
-			h = res.Block.Header.Height
+		case legacy != nil:
+			h = legacy.Header.Height
 		default:
 			return errors.New("GetLatestBlock: no block")
 		}

@@ -15,6 +15,8 @@ import (
 	coretypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/cosmos/cosmos-sdk/client"
 	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/redact"
 )
 
 // rpcSource queries CometBFT RPC nodes in order on every call: the first that
@@ -39,38 +41,28 @@ func newRPCSource(nodes []string, o Options) (*rpcSource, error) {
 	for _, n := range nodes {
 		u, err := url.Parse(n)
 		if err != nil { // its text would quote the URL with its credentials
-			return nil, fmt.Errorf("node %q: not a URL; want tcp://host:26657", redact(n))
+			return nil, fmt.Errorf("node %q: not a URL; want tcp://host:26657", redact.URL(n))
 		}
 		switch u.Scheme {
 		case "tcp", "http", "https":
 		default:
-			return nil, fmt.Errorf("node %q: scheme must be tcp://, http://, https:// or file://", u.Redacted())
+			return nil, fmt.Errorf("node %q: scheme must be tcp://, http://, https:// or file://", redact.URL(n))
 		}
 		if u.Host == "" {
-			return nil, fmt.Errorf("node %q: no host", u.Redacted())
+			return nil, fmt.Errorf("node %q: no host", redact.URL(n))
 		}
 		c, err := cmthttp.NewWithClient(n, "/websocket", hc)
 		if err != nil {
-			return nil, fmt.Errorf("node %q: %w", u.Redacted(), err)
+			return nil, fmt.Errorf("node %q: %w", redact.URL(n), err)
 		}
 		s.nodes = append(s.nodes, &rpcNode{
-			name:    u.Redacted(),
+			name:    redact.URL(n),
 			rpc:     c,
 			cctx:    client.Context{}.WithClient(c).WithNodeURI(n),
 			timeout: o.RequestTimeout,
 		})
 	}
 	return s, nil
-}
-
-// redact hides credentials in a node string that did not even parse.
-func redact(s string) string {
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		if i := strings.Index(s, "://"); i >= 0 && i < at {
-			return s[:i+3] + "xxxxx" + s[at:]
-		}
-	}
-	return s
 }
 
 func (s *rpcSource) String() string {

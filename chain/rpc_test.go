@@ -269,7 +269,7 @@ func TestNewSourceErrors(t *testing.T) {
 		{Options{Nodes: "ws://127.0.0.1:26657"}, `node "ws://127.0.0.1:26657": scheme must be tcp://, http://, https:// or file://`},
 		{Options{Nodes: "127.0.0.1:26657"}, `node "127.0.0.1:26657": not a URL; want tcp://host:26657`},
 		{Options{Nodes: "localhost:26657"}, "scheme must be"},
-		{Options{Nodes: "tcp://"}, `node "tcp:": no host`},
+		{Options{Nodes: "tcp://"}, `node "tcp://": no host`},
 		{Options{Nodes: "https://user:secret@[::1"}, `node "https://xxxxx@[::1"`},
 		{Options{Nodes: "tcp://a:1,file:///etc/versions.yml"}, "a file:// source cannot be listed with other nodes"},
 		{Options{Nodes: "file:///v.yml", GRPCAddr: "127.0.0.1:9090"}, "cannot be used with grpc-addr"},

@@ -183,14 +183,23 @@ func within(key string, keys []string) bool {
 
 // resolvePaths makes the file's relative paths relative to its folder, as the
 // operator who wrote them next to config.yml means, whatever the current
-// directory. Paths that do not resolve are left alone for Validate to report.
+// directory, and ~ mean $HOME. Paths that do not resolve are left alone for Validate to report.
 func (c *Config) resolvePaths() {
 	base := c.baseDir()
+	expand := func(p *string) {
+		if e, err := ExpandHome(*p); err == nil {
+			*p = e
+		}
+	}
+	expand(&c.ReleasesDir)
+	expand(&c.Link)
 	if c.ReleasesDir != "" && !filepath.IsAbs(c.ReleasesDir) {
 		c.ReleasesDir = filepath.Join(base, c.ReleasesDir)
 	}
 	for i := range c.Services {
 		s := &c.Services[i]
+		expand(&s.Dir)
+		expand(&s.Command)
 		if s.Dir != "" && checkDir(s.Dir, base) == nil {
 			s.Dir = absUnder(base, s.Dir)
 		}

@@ -41,7 +41,13 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 	str(&c.ChainID, o.ChainID, "chain-id", "--chain-id")
 	str(&c.Download.URL, o.DownloadURL, "download.url", "--download-url")
 	str(&c.Download.Checksums, o.ChecksumsURL, "download.checksums", "--checksums-url")
-	str(&c.Link, o.Link, "link", "--link")
+	link := o.Link
+	if link != nil {
+		if e, err := ExpandHome(*link); err == nil {
+			link = &e
+		}
+	}
+	str(&c.Link, link, "link", "--link")
 	str(&c.Pin, o.Pin, "pin", "--pin")
 	str((*string)(&c.Restart), o.Restart, "restart", "--restart")
 	str((*string)(&c.Upgrade), o.Upgrade, "upgrade", "--upgrade")
@@ -58,6 +64,9 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 	if o.ReleasesDir != nil {
 		// A path typed on the command line is relative to where it was typed.
 		dir := *o.ReleasesDir
+		if e, err := ExpandHome(dir); err == nil {
+			dir = e
+		}
 		if dir != "" {
 			if abs, err := filepath.Abs(dir); err == nil {
 				dir = abs

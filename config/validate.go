@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"unicode"
+
+	"github.com/lavavisor/lavavisor/redact"
 )
 
 // Validate reports every problem of c at once, as an *Error, or nil. On a Config
@@ -403,27 +405,28 @@ func checkNode(node string) error {
 	}
 	for _, e := range entries {
 		e = strings.TrimSpace(e)
+		shown := redact.URL(e)
 		if e == "" {
-			return fmt.Errorf("empty entry in %q: %s", node, nodeWant)
+			return fmt.Errorf("empty entry in %q: %s", redact.URL(node), nodeWant)
 		}
 		u, err := url.Parse(e)
 		if err != nil {
-			return fmt.Errorf("entry %q: %s", e, nodeWant)
+			return fmt.Errorf("entry %q: %s", shown, nodeWant)
 		}
 		switch u.Scheme {
 		case "file":
 			if len(entries) > 1 {
-				return fmt.Errorf("file:// source %q cannot be mixed with other entries: %s", e, nodeWant)
+				return fmt.Errorf("file:// source %q cannot be mixed with other entries: %s", shown, nodeWant)
 			}
 			if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-				return fmt.Errorf("entry %q: want file:///absolute/path (three slashes)", e)
+				return fmt.Errorf("entry %q: want file:///absolute/path (three slashes)", shown)
 			}
 		case "tcp", "http", "https":
 			if u.Hostname() == "" {
-				return fmt.Errorf("entry %q has no host: %s", e, nodeWant)
+				return fmt.Errorf("entry %q has no host: %s", shown, nodeWant)
 			}
 		default:
-			return fmt.Errorf("entry %q: %s", e, nodeWant)
+			return fmt.Errorf("entry %q: %s", shown, nodeWant)
 		}
 	}
 	return nil
@@ -445,21 +448,22 @@ func checkHostPort(addr, example string) error {
 var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
 
 // checkURLTemplate checks a download URL with its {version}, {os} and {arch}.
-func checkURLTemplate(s string, needVersion bool) error {
-	if s == "" {
+func checkURLTemplate(raw string, needVersion bool) error {
+	s := redact.URL(raw) // s is what messages show
+	if raw == "" {
 		return fmt.Errorf("empty: want an http, https or file URL with {version}")
 	}
-	for _, p := range placeholder.FindAllString(s, -1) {
+	for _, p := range placeholder.FindAllString(raw, -1) {
 		if p != "{version}" && p != "{os}" && p != "{arch}" {
 			return fmt.Errorf("%q: unknown placeholder %s (want {version}, {os} or {arch})", s, p)
 		}
 	}
-	if needVersion && !strings.Contains(s, "{version}") {
+	if needVersion && !strings.Contains(raw, "{version}") {
 		return fmt.Errorf("%q has no {version}: every release needs its own URL", s)
 	}
-	u, err := url.Parse(strings.NewReplacer("{version}", "1.2.3", "{os}", "linux", "{arch}", "amd64").Replace(s))
+	u, err := url.Parse(strings.NewReplacer("{version}", "1.2.3", "{os}", "linux", "{arch}", "amd64").Replace(raw))
 	if err != nil {
-		return fmt.Errorf("%q: not a URL: %v", s, err)
+		return fmt.Errorf("%q: not a URL", s)
 	}
 	switch u.Scheme {
 	case "http", "https":

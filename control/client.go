@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -42,11 +43,14 @@ func AskStatus(path, root string) (Report, error) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(statusTimeout))
 	if _, err := io.WriteString(conn, "status\n"); err != nil {
-		return rep, fmt.Errorf("ask lavavisor at %s: %w", path, err)
+		return rep, fmt.Errorf("ask lavavisor at %s: %w", path, opErr(err))
 	}
 	body, err := io.ReadAll(io.LimitReader(conn, 4<<20))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return rep, fmt.Errorf("lavavisor at %s did not answer within %s (busy or stuck?)", path, statusTimeout)
+	}
 	if err != nil {
-		return rep, fmt.Errorf("read the answer of lavavisor at %s: %w", path, err)
+		return rep, fmt.Errorf("read the answer of lavavisor at %s: %w", path, opErr(err))
 	}
 	var e struct {
 		Error string `json:"error"`
@@ -73,7 +77,7 @@ func Ask(path, root string, req Request, stream func(Response)) (Response, error
 	line, _ := json.Marshal(req)
 	conn.SetWriteDeadline(time.Now().Add(statusTimeout))
 	if _, err := conn.Write(append(line, '\n')); err != nil {
-		return Response{}, fmt.Errorf("ask lavavisor at %s: %w", path, err)
+		return Response{}, fmt.Errorf("ask lavavisor at %s: %w", path, opErr(err))
 	}
 	dec := json.NewDecoder(bufio.NewReader(conn))
 	for {
@@ -82,7 +86,7 @@ func Ask(path, root string, req Request, stream func(Response)) (Response, error
 			if errors.Is(err, io.EOF) {
 				return Response{}, fmt.Errorf("lavavisor at %s closed the connection without an answer", path)
 			}
-			return Response{}, fmt.Errorf("read the answer of lavavisor at %s: %w", path, err)
+			return Response{}, fmt.Errorf("read the answer of lavavisor at %s: %w", path, opErr(err))
 		}
 		var r Response
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -102,4 +106,14 @@ func Ask(path, root string, req Request, stream func(Response)) (Response, error
 		}
 		return r, nil
 	}
+}
+
+// opErr drops a net.OpError's wrapping: it names the socket by the name it
+// was bound under (.tmp.sock), which is not the one the user knows.
+func opErr(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
 }

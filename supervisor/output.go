@@ -149,6 +149,16 @@ type Output struct {
 	last            lineRing
 }
 
+// Reserve widens the name column for services that will start later, so
+// that it does not widen while LavaVisor's first lines are written.
+func (s *Sink) Reserve(services ...string) {
+	if r, ok := s.log.Formatter.(interface{ register(string) }); ok {
+		for _, name := range services {
+			r.register(name)
+		}
+	}
+}
+
 // NewOutput starts the writer of one service's lines. Set the logger's
 // Formatter before: its fast path is chosen here.
 func (s *Sink) NewOutput(service string, opts OutputOptions) *Output {
@@ -692,11 +702,10 @@ func (w *batchWriter) encoder(stream string) lineEncoder {
 // entryEncoder formats service lines with any other logrus Formatter, one
 // reused entry per line: slower, but the same bytes as logging each line.
 type entryEncoder struct {
-	f        logrus.Formatter
-	line     *logrus.Entry
-	cont     *logrus.Entry
-	scratch  bytes.Buffer
-	failures int
+	f       logrus.Formatter
+	line    *logrus.Entry
+	cont    *logrus.Entry
+	scratch bytes.Buffer
 }
 
 func newEntryEncoder(log *logrus.Logger, f logrus.Formatter, service, stream string) *entryEncoder {

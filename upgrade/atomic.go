@@ -174,3 +174,7 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// SyncDir fsyncs the folder dir, so that a rename or link made in it
+// survives a crash.
+func SyncDir(dir string) error { return syncDir(dir) }

@@ -25,6 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/lavavisor/lavavisor/chain"
+	"github.com/lavavisor/lavavisor/redact"
 )
 
 // Defaults of the download settings (SPEC §3).
@@ -78,14 +79,14 @@ func (f *Fetcher) AssetName(v chain.Version) (string, error) {
 	raw := f.AssetURL(v)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("download URL %q: %w", raw, err)
+		return "", fmt.Errorf("download URL %q: %w", redact.URL(raw), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("download URL %q: want http:// or https://", raw)
+		return "", fmt.Errorf("download URL %q: want http:// or https://", redact.URL(raw))
 	}
 	name := path.Base(u.Path)
 	if name == "." || name == "/" {
-		return "", fmt.Errorf("download URL %q names no file", raw)
+		return "", fmt.Errorf("download URL %q names no file", redact.URL(raw))
 	}
 	return name, nil
 }
@@ -144,6 +145,7 @@ func (f *Fetcher) fetch(ctx context.Context, s *Store, v chain.Version) (Manifes
 		return Manifest{}, err
 	}
 	asset := f.AssetURL(v)
+	log.WithField("url", redact.URL(asset)).Info("downloading release")
 	tmpBin, sum, err := f.download(ctx, s.Dir, v, asset)
 	if err != nil {
 		return Manifest{}, err
@@ -157,7 +159,7 @@ func (f *Fetcher) fetch(ctx context.Context, s *Store, v chain.Version) (Manifes
 		Version:         v.String(),
 		SHA256:          sum,
 		Source:          SourceURL,
-		URL:             asset,
+		URL:             redact.URL(asset),
 		ReportedVersion: s.reportedVersion(ctx, tmpBin),
 		FetchedAt:       time.Now().UTC(),
 	}
@@ -171,7 +173,7 @@ func (f *Fetcher) fetch(ctx context.Context, s *Store, v chain.Version) (Manifes
 	if err := install(s, v, tmpBin, m, replace); err != nil {
 		return Manifest{}, err
 	}
-	log.WithFields(logrus.Fields{"sha256": sum, "verified": want != "", "url": asset}).Info("release installed")
+	log.WithFields(logrus.Fields{"sha256": sum, "verified": want != "", "url": redact.URL(asset)}).Info("release installed")
 	return m, nil
 }
 
@@ -250,16 +252,16 @@ func (f *Fetcher) checksum(ctx context.Context, v chain.Version, name string) (s
 	var se *statusError
 	switch {
 	case errors.As(err, &se) && se.code == http.StatusNotFound:
-		return f.unverified(name, fmt.Sprintf("no checksums file at %s (404)", u))
+		return f.unverified(name, fmt.Sprintf("no checksums file at %s (404)", redact.URL(u)))
 	case err != nil:
 		return f.unverified(name, fmt.Sprintf("cannot read the checksums file: %v", err))
 	}
 	sum, err := findChecksum(body, name)
 	if err != nil {
-		return "", fmt.Errorf("checksums file %s: %w", u, err)
+		return "", fmt.Errorf("checksums file %s: %w", redact.URL(u), err)
 	}
 	if sum == "" {
-		return f.unverified(name, fmt.Sprintf("no checksum for %s in %s", name, u))
+		return f.unverified(name, fmt.Sprintf("no checksum for %s in %s", name, redact.URL(u)))
 	}
 	return sum, nil
 }
@@ -318,15 +320,15 @@ func (f *Fetcher) download(ctx context.Context, dir string, v chain.Version, raw
 	defer resp.Body.Close()
 	max := f.maxSize()
 	if resp.ContentLength > max {
-		return "", "", fmt.Errorf("download %s: %d bytes, above download.max-size (%d bytes)", rawURL, resp.ContentLength, max)
+		return "", "", fmt.Errorf("download %s: %d bytes, above download.max-size (%d bytes)", redact.URL(rawURL), resp.ContentLength, max)
 	}
 	if err := notHTML(resp.Header.Get("Content-Type")); err != nil {
-		return "", "", fmt.Errorf("download %s: %w", rawURL, err)
+		return "", "", fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	body := bufio.NewReaderSize(resp.Body, 64<<10)
 	head, _ := body.Peek(16) // a short or failed read shows again in the copy
 	if bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("<")) {
-		return "", "", fmt.Errorf("download %s: not a binary: the server sent a page starting with %q", rawURL, head)
+		return "", "", fmt.Errorf("download %s: not a binary: the server sent a page starting with %q", redact.URL(rawURL), head)
 	}
 
 	file, err := os.CreateTemp(dir, tempPrefix+BinaryName+"-"+v.Tag()+"-*")
@@ -349,13 +351,13 @@ func (f *Fetcher) download(ctx context.Context, dir string, v chain.Version, raw
 	prog.finish()
 	switch {
 	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return "", "", fmt.Errorf("download %s: not done within download.timeout (%s), %d bytes read: %w", rawURL, f.timeout(), n, err)
+		return "", "", fmt.Errorf("download %s: not done within download.timeout (%s), %d bytes read: %w", redact.URL(rawURL), f.timeout(), n, err)
 	case err != nil:
-		return "", "", fmt.Errorf("download %s: %d bytes read: %w", rawURL, n, err)
+		return "", "", fmt.Errorf("download %s: %d bytes read: %w", redact.URL(rawURL), n, err)
 	case n > max:
-		return "", "", fmt.Errorf("download %s: more than download.max-size (%d bytes)", rawURL, max)
+		return "", "", fmt.Errorf("download %s: more than download.max-size (%d bytes)", redact.URL(rawURL), max)
 	case n == 0:
-		return "", "", fmt.Errorf("download %s: empty answer", rawURL)
+		return "", "", fmt.Errorf("download %s: empty answer", redact.URL(rawURL))
 	}
 	if err = file.Chmod(0o755); err != nil {
 		return "", "", fmt.Errorf("download into %s: %w", dir, err)
@@ -387,16 +389,19 @@ func (e *statusError) Error() string {
 func (f *Fetcher) get(ctx context.Context, client *http.Client, rawURL string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %w", rawURL, err)
+		return nil, fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	req.Header.Set("User-Agent", "lavavisor")
 	resp, err := client.Do(req)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err // its text repeats the URL, unredacted
+	}
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %w", rawURL, err)
+		return nil, fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		resp.Body.Close()
-		return nil, fmt.Errorf("download %w", &statusError{url: rawURL, code: resp.StatusCode, status: resp.Status})
+		return nil, fmt.Errorf("download %w", &statusError{url: redact.URL(rawURL), code: resp.StatusCode, status: resp.Status})
 	}
 	return resp, nil
 }
@@ -412,10 +417,10 @@ func (f *Fetcher) getSmall(ctx context.Context, rawURL string, limit int64) ([]b
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", rawURL, err)
+		return nil, fmt.Errorf("read %s: %w", redact.URL(rawURL), err)
 	}
 	if int64(len(body)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", rawURL, limit)
+		return nil, fmt.Errorf("%s: larger than %d bytes", redact.URL(rawURL), limit)
 	}
 	return body, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,12 +42,11 @@ func (in *Installer) Obtain(ctx context.Context, candidates []chain.Version) (ch
 			errs = append(errs, fmt.Errorf("%s: %w", v.Tag(), err))
 			continue
 		}
-		in.Log.WithField("version", v.String()).WithField("url", in.Fetcher.AssetURL(v)).Info("downloading release")
 		m, err = in.Fetcher.Fetch(ctx, in.Store, v)
 		if err == nil {
 			return v, m, nil
 		}
-		errs = append(errs, fmt.Errorf("fetch %s: %w", v.Tag(), err))
+		errs = append(errs, err) // it names the release: "fetch lavap v6.2.6: ..."
 		if ctx.Err() != nil {
 			break
 		}
@@ -94,11 +94,36 @@ func (in *Installer) LinkSystem(v chain.Version) error {
 
 // Current is the release `current` points at, or the zero version if none.
 func (in *Installer) Current() (chain.Version, error) {
-	dir, err := filepath.EvalSymlinks(in.CurrentLink)
+	_, tag, err := CurrentRelease(in.CurrentLink)
 	if err != nil {
 		return chain.Version{}, err
 	}
-	return chain.ParseTag(filepath.Base(dir))
+	return chain.ParseTag(tag)
+}
+
+// CurrentRelease reads the `current` link one level (SPEC §2): the release
+// folder it names and that folder's name, the release's tag. A folder that is
+// itself a symlink is not a release: resolving it further would name the
+// release after wherever the link leads.
+func CurrentRelease(link string) (dir, tag string, err error) {
+	target, err := os.Readlink(link)
+	if err != nil {
+		return "", "", err
+	}
+	dir = target
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(filepath.Dir(link), target)
+	}
+	fi, err := os.Lstat(dir)
+	switch {
+	case err != nil:
+		return "", "", err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", "", fmt.Errorf("release folder %s is a symlink, not a release: place the release in a real folder", dir)
+	case !fi.IsDir():
+		return "", "", fmt.Errorf("%s is not a release folder", dir)
+	}
+	return dir, filepath.Base(filepath.Clean(dir)), nil
 }
 
 // SystemLinkPath resolves the `link` setting: "none" gives "", "auto" the

@@ -46,6 +46,8 @@ type Lock struct {
 const lockPoll = 50 * time.Millisecond
 
 // TryLock takes an exclusive flock on path (created 0600) without waiting.
+// A symlink, a hard link or a file owned by another user at path is refused
+// (errors.Is ErrLockFile) and never written.
 // When another process holds it, the error is a *LockedError (errors.Is ErrLocked).
 func TryLock(path string) (*Lock, error) {
 	f, err := openLockFile(path)
@@ -92,7 +94,7 @@ func (l *Lock) Unlock() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	_ = l.f.Truncate(0)
+	_ = clearPID(l.f)
 	err := unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
@@ -107,14 +109,55 @@ func (l *Lock) Unlock() error {
 // Path is the lock file's path.
 func (l *Lock) Path() string { return l.path }
 
+// ErrLockFile is matched (errors.Is) by the error of a lock file that is not
+// safe to use: a symlink, a hard link, not a regular file, or owned by another
+// user. LavaVisor refuses it rather than write through it (SPEC §2).
+var ErrLockFile = errors.New("unsafe lock file")
+
+// openLockFile opens path without following a symlink, and checks what it
+// opened: a home owned by someone else can plant `lock -> /etc/shadow`, and a
+// root LavaVisor must not write into its target.
 func openLockFile(path string) (*os.File, error) {
-	// O_CLOEXEC (set by os.OpenFile) keeps the lock out of the services we start:
-	// a child holding the fd would keep the lock after we die.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_CLOEXEC keeps the lock out of the services we start: a child holding
+	// the fd would keep the lock after we die.
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == unix.ELOOP {
+		return nil, fmt.Errorf("lock %s: %w: it is a symlink; remove it (LavaVisor never writes through a link here)", path, ErrLockFile)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, fmt.Errorf("lock %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if err := checkLockFile(f, path); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return f, nil
+}
+
+// checkLockFile checks the opened lock file with fstat: a regular file, one
+// link (a hard link to another file would be written through) and ours.
+func checkLockFile(f *os.File, path string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fmt.Errorf("lock %s: %w: not a regular file; remove it", path, ErrLockFile)
+	case st.Nlink != 1:
+		return fmt.Errorf("lock %s: %w: it has %d hard links; remove it (LavaVisor never writes into a file linked elsewhere)", path, ErrLockFile, st.Nlink)
+	case int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("lock %s: %w: owned by uid %d, LavaVisor runs as uid %d; remove it, or run as its owner", path, ErrLockFile, st.Uid, os.Geteuid())
+	}
+	return nil
 }
 
 func tryFlock(f *os.File, path string) (*Lock, error) {
@@ -138,11 +181,19 @@ func tryFlock(f *os.File, path string) (*Lock, error) {
 	return &Lock{f: f, path: path}, nil
 }
 
+// pidWidth is the fixed width of the pid in the lock file: it is written in
+// place (pwrite at offset 0), never by truncating, so a file of any length
+// never loses more than these bytes, and a reader never sees it half empty.
+const pidWidth = 10
+
 func writePID(f *os.File) error {
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	_, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	_, err := unix.Pwrite(int(f.Fd()), fmt.Appendf(nil, "%*d\n", pidWidth, os.Getpid()), 0)
+	return err
+}
+
+// clearPID blanks the pid in place.
+func clearPID(f *os.File) error {
+	_, err := unix.Pwrite(int(f.Fd()), []byte(strings.Repeat(" ", pidWidth)+"\n"), 0)
 	return err
 }
 
@@ -159,9 +210,10 @@ func holderPID(f *os.File) int {
 }
 
 func readPID(f *os.File) int {
-	buf := make([]byte, 32)
+	buf := make([]byte, pidWidth+1)
 	n, _ := f.ReadAt(buf, 0)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
 	if err != nil || pid <= 0 {
 		return 0
 	}

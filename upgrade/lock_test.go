@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,5 +112,89 @@ func TestLockInMissingFolder(t *testing.T) {
 	_, err = WaitLock(context.Background(), path)
 	if err == nil || errors.Is(err, ErrLocked) {
 		t.Fatalf("WaitLock = %v", err)
+	}
+}
+
+// A lock planted as a symlink to another file is refused, and the file it
+// points at is left exactly as it was (it used to be truncated).
+func TestLockRefusesSymlinkAndHardLink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("root:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(dir, "lock")
+	os.Symlink(victim, lock)
+	if l, err := TryLock(lock); err == nil || !errors.Is(err, ErrLockFile) || !strings.Contains(err.Error(), "symlink") || !strings.Contains(err.Error(), lock) {
+		l.Unlock()
+		t.Errorf("symlink: err = %v", err)
+	}
+	if _, err := WaitLock(context.Background(), lock); err == nil || !errors.Is(err, ErrLockFile) {
+		t.Errorf("WaitLock through a symlink: err = %v", err)
+	}
+	// A dangling link is not followed to create its target either.
+	dangling := filepath.Join(dir, "dangling")
+	os.Symlink(filepath.Join(dir, "made"), dangling)
+	if _, err := TryLock(dangling); !errors.Is(err, ErrLockFile) {
+		t.Errorf("dangling symlink: err = %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "made")); err == nil {
+		t.Error("a dangling lock link made its target")
+	}
+	os.Remove(lock)
+	if err := os.Link(victim, lock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TryLock(lock); !errors.Is(err, ErrLockFile) || !strings.Contains(err.Error(), "hard links") {
+		t.Errorf("hard link: err = %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "root:secret\n" {
+		t.Errorf("victim changed: %q", b)
+	}
+}
+
+func TestLockRefusesAnotherUsersFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	lock := filepath.Join(t.TempDir(), "lock")
+	os.WriteFile(lock, []byte("x\n"), 0o666)
+	os.Chown(lock, 65534, 65534)
+	if _, err := TryLock(lock); !errors.Is(err, ErrLockFile) || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Errorf("err = %v", err)
+	}
+	if b, _ := os.ReadFile(lock); string(b) != "x\n" {
+		t.Errorf("lock file written: %q", b)
+	}
+}
+
+// The pid is written in place at a fixed width and blanked on unlock; the
+// file is never truncated.
+func TestLockWritesPIDInPlace(t *testing.T) {
+	lock := filepath.Join(t.TempDir(), "lock")
+	old := strings.Repeat("9", 40) + "\ntail\n" // left by something else
+	os.WriteFile(lock, []byte(old), 0o600)
+	l, err := TryLock(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(lock)
+	want := fmt.Sprintf("%10d\n", os.Getpid())
+	if !strings.HasPrefix(string(b), want) || len(b) != len(old) {
+		t.Errorf("held: %q, want %q at the start and length %d", b, want, len(old))
+	}
+	f, _ := os.Open(lock)
+	if pid := readPID(f); pid != os.Getpid() {
+		t.Errorf("readPID = %d", pid)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if pid := readPID(f); pid != 0 {
+		t.Errorf("after unlock readPID = %d", pid)
+	}
+	f.Close()
+	if b, _ := os.ReadFile(lock); len(b) != len(old) || !strings.HasPrefix(string(b), strings.Repeat(" ", 10)+"\n") {
+		t.Errorf("after unlock: %q", b)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -41,7 +40,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin := "go"
 		if p, err := exec.LookPath("go"); err == nil {
 			goBin = p
 		}

@@ -29,7 +29,6 @@ type progress struct {
 	done  int64
 	start time.Time
 	last  time.Time
-	drawn bool
 }
 
 // newProgress returns nil when w is nil: no progress at all.

@@ -66,6 +66,17 @@ type StateFile struct {
 // decode is renamed to <path>.corrupt-<time> and logged, and the state starts
 // empty: a bad file must never stop LavaVisor from starting (a crash loop).
 func OpenState(path string, log *logrus.Entry) (*StateFile, error) {
+	return openState(path, log, false)
+}
+
+// OpenStateReadOnly reads the state as OpenState does, but a corrupt file is
+// left where it is (read as empty, with a warning): for `lavavisor check`,
+// which writes nothing in the home.
+func OpenStateReadOnly(path string, log *logrus.Entry) (*StateFile, error) {
+	return openState(path, log, true)
+}
+
+func openState(path string, log *logrus.Entry, readOnly bool) (*StateFile, error) {
 	f := &StateFile{path: path}
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -76,6 +87,12 @@ func OpenState(path string, log *logrus.Entry) (*StateFile, error) {
 	}
 	if err := json.Unmarshal(raw, &f.st); err != nil {
 		f.st = State{}
+		if readOnly {
+			if log != nil {
+				log.WithError(err).WithField("file", path).Warn("state file is corrupt; read as empty (the next start moves it aside)")
+			}
+			return f, nil
+		}
 		aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
 		if rerr := os.Rename(path, aside); rerr != nil {
 			return nil, fmt.Errorf("state %s does not decode (%v) and cannot be moved aside: %w", path, err, rerr)

@@ -56,8 +56,10 @@ type Store struct {
 	Dir            string
 	Log            *logrus.Entry
 	VersionTimeout time.Duration // for `<bin> version`; 0 means DefaultVersionTimeout
-	// ReadOnly makes Verify adopt a hand-placed release in memory only, writing
-	// no manifest: for `lavavisor check`, which changes nothing.
+	// ReadOnly makes Verify adopt a hand-placed release in memory only,
+	// writing no manifest and running no `<bin> version` (its reported
+	// version stays ""): for `lavavisor check`, which runs no release binary
+	// and changes nothing (SPEC §2).
 	ReadOnly bool
 	// Output runs `<bin> version`; nil: os/exec. Under LavaVisor's reaper it
 	// must be the reaper's (see OutputFunc).
@@ -96,7 +98,12 @@ func (s *Store) List() []chain.Version {
 			s.log().WithField("name", name).WithError(err).Debug("ignoring a folder that is not a release tag")
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(s.Dir, name)); err != nil || !fi.IsDir() {
+		fi, err := os.Lstat(filepath.Join(s.Dir, name))
+		if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			s.log().WithField("path", filepath.Join(s.Dir, name)).Warn("ignoring a release folder that is a symlink: a release must be a real folder, and LavaVisor never writes through the link")
+			continue
+		}
+		if err != nil || !fi.IsDir() {
 			s.log().WithField("name", name).Debug("ignoring a release tag that is not a folder")
 			continue
 		}
@@ -125,6 +132,9 @@ func (s *Store) Usable() []chain.Version {
 // placed by hand: it is adopted (source local, sha256 computed now, manifest
 // written) and verified against that manifest from then on.
 func (s *Store) Verify(v chain.Version) (Manifest, error) {
+	if fi, err := os.Lstat(s.ReleaseDir(v)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return Manifest{}, fmt.Errorf("release %s: %s is a symlink, not a release folder (LavaVisor never writes through it)", v.Tag(), s.ReleaseDir(v))
+	}
 	bin := s.BinPath(v)
 	if err := checkBinary(bin); err != nil {
 		return Manifest{}, fmt.Errorf("release %s: %w", v.Tag(), err)
@@ -160,18 +170,18 @@ func (s *Store) adopt(v chain.Version) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("release %s: %w", v.Tag(), err)
 	}
 	m := Manifest{
-		Version:         v.String(),
-		SHA256:          sum,
-		Source:          SourceLocal,
-		ReportedVersion: s.reportedVersion(context.Background(), bin),
-		FetchedAt:       time.Now().UTC(),
-	}
-	log := s.log().WithFields(logrus.Fields{"release": v.Tag(), "sha256": sum, "reported_version": m.ReportedVersion})
-	if m.ReportedVersion != v.String() {
-		log.Warn("hand-placed lavap does not report its folder's version; the folder's tag is what counts")
+		Version:   v.String(),
+		SHA256:    sum,
+		Source:    SourceLocal,
+		FetchedAt: time.Now().UTC(),
 	}
 	if s.ReadOnly {
 		return m, nil
+	}
+	m.ReportedVersion = s.reportedVersion(context.Background(), bin)
+	log := s.log().WithFields(logrus.Fields{"release": v.Tag(), "sha256": sum, "reported_version": m.ReportedVersion})
+	if m.ReportedVersion != v.String() {
+		log.Warn("hand-placed lavap does not report its folder's version; the folder's tag is what counts")
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
