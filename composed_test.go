@@ -37,7 +37,7 @@ func mountHome(t *testing.T, h *testHome) *stateFault {
 		t.Fatal(err)
 	}
 	if os.Geteuid() == 0 {
-		if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", h.root()).Run(); err == nil {
+		if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", h.root()).Run(); err == nil {
 			t.Cleanup(func() { exec.Command("umount", "-l", h.root()).Run() })
 			f.kind = "tmpfs full (ENOSPC)"
 		}
