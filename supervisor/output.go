@@ -56,6 +56,7 @@ type Sink struct {
 	// the one place that sees a blocked output, whoever is writing.
 	since atomic.Int64
 	own   *ownLog
+	logs  logRings // each service's LogRing, by name (ring.go)
 }
 
 // NewSink makes log write to w through the sink's lock. Service lines are
