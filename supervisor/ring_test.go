@@ -1,10 +1,14 @@
 package supervisor
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // numbered returns lines first..first+n-1 of 100 bytes each, newline included.
@@ -241,5 +245,98 @@ func TestLogRingFollowerRace(t *testing.T) {
 	}
 	if read+skipped != uint64(total) {
 		t.Errorf("read %d + skipped %d, want %d", read, skipped, total)
+	}
+}
+
+// TestLogsAsLogged pumps lines through an Output: the ring has them as the log
+// has them, pieces of long lines included, and what the log had to repair
+// (invalid UTF-8) as the service wrote it.
+func TestLogsAsLogged(t *testing.T) {
+	var out bytes.Buffer
+	log := logrus.New()
+	log.SetFormatter(NewJSONFormatter())
+	s := NewSink(&out, log)
+	o := s.NewOutput("provider-eth", OutputOptions{MaxLine: 8})
+	pumpBytes(t, o, "stderr", []byte("short\r\n0123456789abcdefghij\nbad \xff\r\ntail\r"))
+	pumpBytes(t, o, "stdout", []byte("out\n"))
+	o.Close()
+	type line struct {
+		stream, text string
+		continued    bool
+	}
+	var got []line
+	var logged []piece
+	for _, l := range s.Logs("provider-eth").Last(100) {
+		got = append(got, line{l.Stream, l.Text, l.Continued})
+		logged = append(logged, piece{strings.ToValidUTF8(l.Text, "\uFFFD"), l.Continued})
+	}
+	want := []line{
+		{"stderr", "short", false},
+		{"stderr", "01234567", false}, {"stderr", "89abcdef", true}, {"stderr", "ghij", true},
+		{"stderr", "bad \xff", false},
+		{"stderr", "tail\r", false},
+		{"stdout", "out", false},
+	}
+	if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+		t.Errorf("ring has\n%#v\nwant\n%#v", got, want)
+	}
+	if w := jsonPieces(t, out.Bytes()); fmt.Sprintf("%#v", logged) != fmt.Sprintf("%#v", w) {
+		t.Errorf("ring has\n%#v\nthe log has\n%#v", logged, w)
+	}
+}
+
+// TestLogsSurviveRestartsAndReloads: each start of a service, and a reload
+// that replaces it (a new Output), adds to one ring, numbered on.
+func TestLogsSurviveRestartsAndReloads(t *testing.T) {
+	s := NewSink(io.Discard, logrus.New())
+	o := s.NewOutput("provider-eth", OutputOptions{})
+	pumpBytes(t, o, "stderr", []byte("first start\n"))
+	pumpBytes(t, o, "stderr", []byte("restarted\nthen killed"))
+	o.Close()
+	o = s.NewOutput("provider-eth", OutputOptions{})
+	pumpBytes(t, o, "stdout", []byte("after the reload\n"))
+	o.Close()
+	s.NewOutput("sidecar", OutputOptions{}).Close()
+	var got []string
+	for _, l := range s.Logs("provider-eth").Last(10) {
+		got = append(got, fmt.Sprintf("%d %s", l.Seq, l.Text))
+	}
+	if want := "[1 first start 2 restarted 3 then killed 4 after the reload]"; fmt.Sprint(got) != want {
+		t.Errorf("provider-eth's ring = %q, want %q", got, want)
+	}
+	if s.Logs("provider-eth") != s.Logs("provider-eth") {
+		t.Error("Logs makes a new ring each time")
+	}
+	if got := s.Logs("sidecar").Last(10); len(got) != 0 {
+		t.Errorf("sidecar has the lines of another service: %v", got)
+	}
+}
+
+// TestIdleFollowerDoesNotHoldUpService: a follower takes a cursor and a Wait
+// channel and never reads (a terminal paused with Ctrl-S). The service still
+// writes 8 MiB through its Output without a line lost to the log: had the
+// ring waited for the follower, Pump would never return. The follower then
+// learns how many lines it missed.
+func TestIdleFollowerDoesNotHoldUpService(t *testing.T) {
+	s := NewSink(io.Discard, logrus.New())
+	o := s.NewOutput("provider-eth", OutputOptions{})
+	ring := s.Logs("provider-eth")
+	cursor := ring.Cursor()
+	wait := ring.Wait(cursor)
+	total := 8 << 20 / 100
+	pumpBytes(t, o, "stderr", numbered(1, total))
+	o.Close()
+	if n := o.Dropped(); n != 0 {
+		t.Errorf("%d lines dropped from the log", n)
+	}
+	select {
+	case <-wait:
+	default:
+		t.Error("the follower's Wait channel is still open")
+	}
+	lines, next, skipped := ring.Since(cursor, 0)
+	checkNumbered(t, lines)
+	if skipped == 0 || skipped+uint64(len(lines)) != uint64(total) || next != uint64(total) {
+		t.Errorf("the idle follower gets %d lines, %d skipped, next %d; want %d in all", len(lines), skipped, next, total)
 	}
 }
