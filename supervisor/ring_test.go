@@ -319,7 +319,9 @@ func TestLogsSurviveRestartsAndReloads(t *testing.T) {
 // learns how many lines it missed.
 func TestIdleFollowerDoesNotHoldUpService(t *testing.T) {
 	s := NewSink(io.Discard, logrus.New())
-	o := s.NewOutput("provider-eth", OutputOptions{})
+	// A busy machine descheduling the writer in a Write must not pass for a
+	// blocked output.
+	o := s.NewOutput("provider-eth", OutputOptions{BlockedAfter: time.Minute})
 	ring := s.Logs("provider-eth")
 	cursor := ring.Cursor()
 	wait := ring.Wait(cursor)
