@@ -56,6 +56,7 @@ type Sink struct {
 	// the one place that sees a blocked output, whoever is writing.
 	since atomic.Int64
 	own   *ownLog
+	logs  logRings // each service's LogRing, by name (ring.go)
 }
 
 // NewSink makes log write to w through the sink's lock. Service lines are
@@ -147,6 +148,7 @@ type Output struct {
 	firstUnreported time.Time
 	roomFreed       chan struct{} // closed when room is freed; made by a waiting Pump
 	last            lineRing
+	ring            *LogRing // fed before the queue: it keeps what the output drops
 }
 
 // Reserve widens the name column for services that will start later, so
@@ -184,6 +186,7 @@ func (s *Sink) NewOutput(service string, opts OutputOptions) *Output {
 		opts:      opts,
 		formatter: f,
 		warn:      s.log.WithField(FieldService, service),
+		ring:      s.Logs(service),
 		kick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -338,6 +341,7 @@ func trimCR(line []byte) []byte {
 // enqueueLines copies whole lines (each ending in '\n') into the queue.
 func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 	invalid := !validUTF8(lines)
+	o.ring.addLines(stream, lines, at)
 	o.mu.Lock()
 	o.last.addLines(lines)
 	room := o.roomLocked(len(lines))
@@ -374,6 +378,7 @@ func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 // without copying them; the room it takes and the lines it may lose are those
 // of enqueueLines.
 func (o *Output) enqueueChunk(stream string, c *chunk, at time.Time) {
+	o.ring.addLines(stream, c.data, at)
 	o.mu.Lock()
 	o.last.addLines(c.data)
 	room := o.roomLocked(len(c.data))
@@ -405,6 +410,7 @@ func (o *Output) enqueueChunk(stream string, c *chunk, at time.Time) {
 
 // enqueuePiece queues one piece of a split line, or a last line without newline.
 func (o *Output) enqueuePiece(stream string, piece []byte, continued bool, at time.Time) {
+	o.ring.addPiece(stream, piece, continued, at)
 	o.mu.Lock()
 	o.last.add(piece)
 	if room := o.roomLocked(len(piece) + 1); o.closing || len(piece)+1 > room {
