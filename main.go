@@ -58,6 +58,7 @@ type CLI struct {
 	Service  serviceCmd  `cmd:"" group:"Operate a running instance" help:"Restart, stop (hold) or start services of the running instance."`
 	Reload   reloadCmd   `cmd:"" group:"Operate a running instance" help:"Re-read config.yml in the running instance (as SIGHUP); prints applied, or why not."`
 	Upgrade  upgradeCmd  `cmd:"" group:"Operate a running instance" help:"Decide the upgrade now (skipping a retry delay), or move to --to X.Y.Z and pin it."`
+	Logs     logsCmd     `cmd:"" group:"Operate a running instance" help:"Print the last lines of a service (-n N) and follow it (-f)."`
 	Rollback rollbackCmd `cmd:"" group:"Operate a running instance" help:"Move back to the release that ran before the last upgrade, mark the current one bad and pin the previous one."`
 
 	CreateService createServiceCmd `cmd:"" name:"create-service" help:"Add a lavap service to config.yml: copy its config file into services/<name>/ and append it, leaving the rest of the file as it was."`

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -87,7 +88,7 @@ func (s *session) commands(sup *supervisor.Supervisor, up *upgrade.Upgrader, st 
 			}
 			return control.Done(msg)
 		case control.CmdLogs:
-			return s.logs(ctx, req, send)
+			return s.logs(ctx, req, send, sup.Names())
 		}
 		return control.Failed(fmt.Errorf("unknown command %q", req.Command))
 	}
@@ -169,9 +170,92 @@ func resolveNames(configured, asked []string, all bool) ([]string, error) {
 	return asked, nil
 }
 
-// logs answers `lavavisor logs`; filled in with the log ring.
-func (s *session) logs(ctx context.Context, req control.Request, send func(control.Response) error) control.Response {
-	return control.Failed(errors.New("logs: not available in this version"))
+// logs answers `lavavisor logs`: the last lines of a service from its ring
+// and, with follow, every new one as it comes. A follower keeps its own
+// cursor: one that reads slowly is told how many lines it skipped, and the
+// service never waits for it.
+func (s *session) logs(ctx context.Context, req control.Request, send func(control.Response) error, names []string) control.Response {
+	if len(req.Services) != 1 {
+		return control.Failed(errors.New("name one service"))
+	}
+	name := req.Services[0]
+	if !slices.Contains(names, name) {
+		return control.Failed(fmt.Errorf("unknown service %q (configured: %s)", name, strings.Join(names, ", ")))
+	}
+	ring := s.sink.Logs(name)
+	n := req.Lines
+	if n < 0 {
+		n = 0
+	}
+	last := ring.Last(n)
+	cursor := ring.Cursor()
+	if len(last) > 0 {
+		cursor = last[len(last)-1].Seq
+	}
+	if !req.Follow {
+		return control.Response{Version: control.ProtocolVersion, OK: true, Lines: logLines(last)}
+	}
+	if len(last) > 0 {
+		if err := send(control.Response{OK: true, Lines: logLines(last)}); err != nil {
+			return control.Failed(err)
+		}
+	}
+	for {
+		select {
+		case <-ring.Wait(cursor):
+		case <-ctx.Done():
+			return control.Done("lavavisor is stopping")
+		}
+		lines, next, skipped := ring.Since(cursor, 1000)
+		cursor = next
+		if err := send(control.Response{OK: true, Lines: logLines(lines), Skipped: skipped}); err != nil {
+			return control.Failed(err) // the follower is gone
+		}
+	}
+}
+
+func logLines(in []supervisor.LogLine) []control.Line {
+	out := make([]control.Line, len(in))
+	for i, l := range in {
+		out[i] = control.Line{Stream: l.Stream, At: l.At.UTC().Format(time.RFC3339Nano), Text: l.Text}
+	}
+	return out
+}
+
+type logsCmd struct {
+	Name   string `arg:"" help:"The service."`
+	Lines  int    `short:"n" default:"10" help:"How many of the last lines (the ring keeps at least 1 MiB per service)."`
+	Follow bool   `short:"f" help:"Follow: print new lines as the service writes them, until Ctrl-C."`
+	JSON   bool   `name:"json" help:"One JSON object per line: stream, at, text."`
+}
+
+func (c *logsCmd) Run(g *Globals) error {
+	h := newHome(g.Directory)
+	print := func(lines []control.Line, skipped uint64) {
+		if skipped > 0 {
+			fmt.Fprintf(os.Stderr, "lavavisor logs: %d lines skipped (this follower fell behind)\n", skipped)
+		}
+		enc := json.NewEncoder(os.Stdout)
+		for _, l := range lines {
+			if c.JSON {
+				enc.Encode(l)
+			} else {
+				fmt.Println(l.Text)
+			}
+		}
+	}
+	req := control.Request{Command: control.CmdLogs, Services: []string{c.Name}, Lines: c.Lines, Follow: c.Follow}
+	resp, err := control.Ask(h.socket(), h.root, req, func(r control.Response) { print(r.Lines, r.Skipped) })
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lavavisor logs: %v\n", err)
+		return &exitError{code: 1}
+	}
+	if !resp.OK {
+		fmt.Fprintf(os.Stderr, "lavavisor logs: %s\n", resp.Error)
+		return &exitError{code: 1}
+	}
+	print(resp.Lines, resp.Skipped)
+	return nil
 }
 
 // The operator's commands (SPEC §9).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -229,4 +230,54 @@ func TestUpgradeDecidesNowAndReloadAnswers(t *testing.T) {
 	if h.live("p1") != 1 || h.live("p2") != 1 {
 		t.Error("a refused reload changed the services")
 	}
+}
+
+func TestLogsLastLinesAndFollow(t *testing.T) {
+	h := newTestHome(t)
+	h.place("6.2.5")
+	h.link("6.2.5")
+	h.versions("6.2.5", "6.2.5")
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nlink: none\nservices:\n", h.dir) +
+		h.service("p1", "", "FAKE_SPAM=100000"))
+	p := h.start("start")
+	last := fmt.Sprintf("%010d", 99999)
+	p.waitFor("p1 logged its 100000 lines", func() bool {
+		_, out := h.ctl("logs", "p1", "-n", "1")
+		return strings.HasPrefix(out, last)
+	})
+	code, out := h.ctl("logs", "p1", "-n", "3")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[2], last) {
+		t.Fatalf("logs -n 3: exit %d\n%s", code, out)
+	}
+	// A follower that never reads: the service is not slowed by it (its
+	// next 10 MB pass), and a live follower sees a line written after it
+	// started.
+	stalled := stalledFollower(t, h, "p1")
+	defer stalled.Close()
+	follower := startLavavisor(t, "--directory", h.dir, "logs", "-f", "-n", "0", "p1")
+	code, out = h.ctl("service", "restart", "p1")
+	if code != 0 {
+		t.Fatalf("restart: exit %d\n%s", code, out)
+	}
+	pid := strings.TrimSuffix(strings.Fields(out)[3], ")")
+	follower.waitFor("the new process's start line", func() bool { return strings.Contains(follower.out.String(), "started pid="+pid) })
+	follower.waitFor("the new process's last spam line", func() bool { return strings.Contains(follower.out.String(), last) })
+	follower.signal(syscall.SIGINT)
+	follower.wait()
+	if code, out := h.ctl("logs", "nope"); code != 1 || !strings.Contains(out, `unknown service "nope"`) {
+		t.Errorf("logs of an unknown service: exit %d\n%s", code, out)
+	}
+}
+
+// stalledFollower asks to follow a service's log and never reads.
+func stalledFollower(t *testing.T, h *testHome, name string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("unix", h.socketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte(`{"version":1,"command":"logs","services":["` + name + `"],"follow":true,"lines":1000}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

@@ -97,8 +97,10 @@ func Ask(path, root string, req Request, stream func(Response)) (Response, error
 			// {"error":"unknown request ..."} to anything but "status".
 			return Response{}, ErrOlderInstance
 		}
-		if r.OK && (len(r.Lines) > 0 || r.Skipped > 0) && r.Message == "" && stream != nil {
-			stream(r)
+		if r.More {
+			if stream != nil {
+				stream(r)
+			}
 			continue
 		}
 		if !r.OK && r.Error == "" {

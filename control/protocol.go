@@ -53,6 +53,8 @@ type Response struct {
 	Status  *Report `json:"status,omitempty"`
 	Lines   []Line  `json:"lines,omitempty"`
 	Skipped uint64  `json:"skipped,omitempty"`
+	// More marks a streamed part (logs -f): the final answer follows.
+	More bool `json:"more,omitempty"`
 }
 
 // Line is one logged line of a service.

@@ -122,8 +122,11 @@ func answer(ctx context.Context, conn net.Conn, report func() Report, handle Han
 		err = enc.Encode(Response{Version: ProtocolVersion, Error: "this instance takes no commands yet"})
 	default:
 		send := func(r Response) error {
-			r.Version = ProtocolVersion
-			conn.SetWriteDeadline(time.Now().Add(statusTimeout))
+			// No deadline: a follower paused with Ctrl-S blocks only its
+			// own goroutine here (it keeps its cursor; the service never
+			// waits), and a client that is gone makes the write fail.
+			r.Version, r.More = ProtocolVersion, true
+			conn.SetWriteDeadline(time.Time{})
 			return enc.Encode(r)
 		}
 		resp := handle(ctx, req, send)
