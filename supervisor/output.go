@@ -74,8 +74,50 @@ func (s *Sink) Flush(timeout time.Duration) { s.own.flush(timeout) }
 
 // blocked reports whether a Write has been stuck for longer than d.
 func (s *Sink) blocked(d time.Duration) bool {
+	return s.untilBlocked(d, time.Time{}) < 0
+}
+
+// untilBlocked returns how long from now the output may still take before it
+// counts as blocked for d: d while no Write is in progress (a writer starved of
+// CPU is slow, not blocked), what is left of d for the Write in progress, and
+// <= 0 once that Write has been stuck for d since it began, or since from if
+// later. Only a stuck Write is a blocked output: a slow one that moves loses
+// no line (SPEC §5).
+func (s *Sink) untilBlocked(d time.Duration, from time.Time) time.Duration {
 	since := s.since.Load()
-	return since != 0 && time.Since(time.Unix(0, since)) > d
+	if since == 0 {
+		return d
+	}
+	return d - time.Since(later(time.Unix(0, since), from))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// waitMoving waits until done is closed, or until a Write has been stuck for d
+// since it began, or since from if later; it returns false in the second case.
+func (s *Sink) waitMoving(done <-chan struct{}, d time.Duration, from time.Time) bool {
+	wait := s.untilBlocked(d, from)
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return true
+		case <-t.C:
+		}
+		if wait = s.untilBlocked(d, from); wait <= 0 {
+			return false
+		}
+		t.Reset(wait)
+	}
 }
 
 // Write writes p in one call to the underlying writer, under the sink's lock.
@@ -101,7 +143,9 @@ type OutputOptions struct {
 	// the output counts as blocked. A disk under writeback pressure
 	// stalls writes for tens of milliseconds; a paused terminal for ever.
 	BlockedAfter time.Duration
-	// FlushTimeout bounds how long Close waits for a blocked output.
+	// FlushTimeout is how long, from Close's call, a Write may be stuck before
+	// Close gives up on the queue: Close waits for a slow output that moves,
+	// however long it takes to write the queue out.
 	FlushTimeout time.Duration
 }
 
@@ -445,12 +489,9 @@ func (o *Output) roomLocked(n int) int {
 		if n <= room || o.queued == 0 || o.closing {
 			return max(room, n)
 		}
-		wait := o.opts.BlockedAfter
-		if since := o.sink.since.Load(); since != 0 {
-			wait -= time.Since(time.Unix(0, since))
-			if wait <= 0 {
-				return room
-			}
+		wait := o.sink.untilBlocked(o.opts.BlockedAfter, time.Time{})
+		if wait <= 0 {
+			return room
 		}
 		if o.roomFreed == nil {
 			o.roomFreed = make(chan struct{})
@@ -493,8 +534,9 @@ func (o *Output) wake() {
 }
 
 // Close flushes the queue and stops the writer. Call it after every Pump has
-// returned. If the output stays blocked for FlushTimeout, Close gives up: what is
-// still queued counts as dropped, and the writer quits when its Write returns.
+// returned. It waits as long as the output moves; once a Write has been stuck for
+// FlushTimeout, Close gives up: what is still queued counts as dropped, and the
+// writer quits when its Write returns.
 func (o *Output) Close() {
 	o.closeOnce.Do(func() {
 		o.mu.Lock()
@@ -502,21 +544,22 @@ func (o *Output) Close() {
 		o.signalRoomLocked()
 		o.mu.Unlock()
 		o.wake()
-		t := time.NewTimer(o.opts.FlushTimeout)
-		defer t.Stop()
-		select {
-		case <-o.done:
-		case <-t.C:
-			o.abandoned.Store(true)
-			o.mu.Lock()
-			n := 0
-			for _, c := range o.queue {
-				n += bytes.Count(c.data, []byte{'\n'})
-			}
-			o.queue = nil
-			o.dropLocked(n)
-			o.mu.Unlock()
+		// Only a Write stuck for FlushTimeout since Close was called ends the
+		// wait: a queue that takes longer to write out on a busy machine is
+		// still written whole, and an output that has just been unblocked
+		// (Ctrl-Q) gets FlushTimeout to move.
+		if o.sink.waitMoving(o.done, o.opts.FlushTimeout, time.Now()) {
+			return
 		}
+		o.abandoned.Store(true)
+		o.mu.Lock()
+		n := 0
+		for _, c := range o.queue {
+			n += bytes.Count(c.data, []byte{'\n'})
+		}
+		o.queue = nil
+		o.dropLocked(n)
+		o.mu.Unlock()
 	})
 }
 

@@ -212,7 +212,7 @@ func TestServicesNeverInterleave(t *testing.T) {
 	for name, c := range services {
 		// A Write slowed by the race detector on a busy machine must not pass
 		// for a blocked output: lines would be dropped.
-		o := sink.NewOutput(name, OutputOptions{MaxLine: maxLine, BlockedAfter: time.Minute})
+		o := sink.NewOutput(name, OutputOptions{MaxLine: maxLine, BlockedAfter: time.Minute, FlushTimeout: time.Minute})
 		var input []byte
 		rng := rand.New(rand.NewPCG(uint64(c), 5))
 		for range 300 {
@@ -233,6 +233,9 @@ func TestServicesNeverInterleave(t *testing.T) {
 		}
 	})
 	wg.Wait()
+	// A log call returns once its line is written or the output is blocked:
+	// the sink is read once every line is out.
+	sink.Flush(time.Minute)
 
 	got := map[string]int{}
 	ownSeen := 0
@@ -512,6 +515,51 @@ func TestCloseGivesUpOnBlockedOutput(t *testing.T) {
 	}
 	if strings.Contains(bw.String(), "dropped") {
 		t.Error("warning logged after Close gave up")
+	}
+}
+
+// stallingFormatter formats like Formatter, but holds every line until
+// closeCalled is closed, so that Close finds the lines queued, and then stalls
+// once for stall: the writer of a machine so busy that formatting the queue
+// takes longer than FlushTimeout, while no Write is ever stuck.
+type stallingFormatter struct {
+	logrus.Formatter
+	closeCalled chan struct{}
+	stall       time.Duration
+	once        sync.Once
+}
+
+func (f *stallingFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	<-f.closeCalled
+	f.once.Do(func() { time.Sleep(f.stall) }) // the slowness simulated, not a synchronisation
+	return f.Formatter.Format(e)
+}
+
+// TestCloseWaitsForSlowOutput: a writer slower than FlushTimeout but moving
+// (no Write stuck) must have its queue written before Close returns: SPEC §5,
+// no line is lost under load. Close used to give up FlushTimeout after it was
+// called, whatever the output did: the tail of the queue was lost on a busy
+// machine.
+func TestCloseWaitsForSlowOutput(t *testing.T) {
+	const flush = 200 * time.Millisecond
+	var out syncBuffer
+	log := logrus.New()
+	f := &stallingFormatter{Formatter: NewTextFormatter(false), closeCalled: make(chan struct{}), stall: 5 * flush}
+	log.SetFormatter(f)
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: flush, BlockedAfter: time.Minute})
+	const lines = 5000
+	var input bytes.Buffer
+	if err := writeNumberedLines(&input, lines); err != nil {
+		t.Fatal(err)
+	}
+	pumpBytes(t, o, "stderr", input.Bytes())
+	close(f.closeCalled)
+	o.Close()
+	if n := o.Dropped(); n != 0 {
+		t.Errorf("%d lines dropped by Close while the output was moving", n)
+	}
+	if got := strings.Count(out.String(), "\n"); got != lines {
+		t.Errorf("%d lines written when Close returned, want %d", got, lines)
 	}
 }
 
