@@ -72,11 +72,6 @@ func NewSink(w io.Writer, log *logrus.Logger) *Sink {
 // written: call it before the process exits.
 func (s *Sink) Flush(timeout time.Duration) { s.own.flush(timeout) }
 
-// blocked reports whether a Write has been stuck for longer than d.
-func (s *Sink) blocked(d time.Duration) bool {
-	return s.untilBlocked(d, time.Time{}) < 0
-}
-
 // untilBlocked returns how long from now the output may still take before it
 // counts as blocked for d: d while no Write is in progress (a writer starved of
 // CPU is slow, not blocked), what is left of d for the Write in progress, and
