@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults of OutputOptions.
@@ -235,23 +237,50 @@ func (o *Output) LastLines(n int) []string {
 
 // Pump reads r to its end and queues its lines; it returns nil at EOF and when r
 // is closed under it (os.ErrClosed), so that the owner of a pipe may close it to
-// stop a Pump held up by a grandchild. Call it in a goroutine of its own, once
-// per pipe per child start; stdout and stderr may be pumped at the same time.
+// stop a Pump held up by a grandchild. The owner may also end it with a read
+// deadline, the grace of such a grandchild: once it has passed, what the pipe
+// already holds is still read, then Pump returns nil. Call it in a goroutine of
+// its own, once per pipe per child start; stdout and stderr may be pumped at the
+// same time.
 func (o *Output) Pump(stream string, r io.Reader) error {
 	p := pump{o: o, stream: stream, max: o.opts.MaxLine, read: min(readSize, o.opts.MaxLine)}
 	p.own = o.sink.newChunk()
 	p.buf = p.own.mem
 	defer func() { o.sink.freeChunk(p.own) }()
+	// drain is what is left to read of what the pipe held when its deadline
+	// passed; -1 before.
+	drain := -1
 	for {
 		if len(p.buf)-p.n < min(p.read, minRead) {
 			p.grow()
 		}
-		n, err := r.Read(p.buf[p.n : p.n+min(p.read, len(p.buf)-p.n)])
+		want := min(p.read, len(p.buf)-p.n)
+		if drain > 0 {
+			want = min(want, drain)
+		}
+		n, err := r.Read(p.buf[p.n : p.n+want])
 		if n > 0 {
 			p.consume(n, time.Now())
 		}
+		if drain > 0 {
+			if drain -= n; drain == 0 && err == nil {
+				err = os.ErrDeadlineExceeded
+			}
+		}
 		if err == nil {
 			continue
+		}
+		if drain < 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The grace bounds the wait for a grandchild's lines, not the
+			// reading of lines written before it ended: a Pump held back by
+			// a slow output, or starved of CPU, reaches the deadline with
+			// the child's last lines (its panic) still in the pipe. Only
+			// those are read, so a chatty grandchild cannot hold it.
+			if k := pendingBytes(r); k > 0 {
+				drain = k
+				r.(deadlineReader).SetReadDeadline(time.Time{})
+				continue
+			}
 		}
 		if p.n > 0 {
 			// The last line had no newline: it is still a line.
@@ -264,12 +293,38 @@ func (o *Output) Pump(stream string, r io.Reader) error {
 		switch {
 		case closing:
 			return fmt.Errorf("pump %s of %s: output closed, lines dropped", stream, o.service)
-		case errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed):
+		case errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded):
 			return nil
 		default:
 			return fmt.Errorf("read %s of %s: %w", stream, o.service, err)
 		}
 	}
+}
+
+// deadlineReader is a pipe whose owner may end a Pump with a read deadline.
+type deadlineReader interface {
+	SetReadDeadline(time.Time) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// pendingBytes returns how many bytes r holds unread (FIONREAD, TIOCINQ on
+// Linux), 0 if r is not a pipe or cannot tell.
+func pendingBytes(r io.Reader) int {
+	d, ok := r.(deadlineReader)
+	if !ok {
+		return 0
+	}
+	rc, err := d.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if k, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = k
+		}
+	})
+	return n
 }
 
 // pump is the state of one Pump: buf[:n] is a line still waiting for its end.

@@ -665,6 +665,89 @@ func TestPumpClosedPipeIsAnEnd(t *testing.T) {
 	}
 }
 
+// TestPumpReadsWhatThePipeHoldsAfterItsDeadline: the owner of a pipe sets a
+// read deadline after the child's exit, a grace for a grandchild that still
+// holds the pipe. A Pump that reaches it late (held back by a slow output's
+// full queue, or starved of CPU) must still read what the child wrote before
+// it exited, and then return though the pipe is still held. An expired
+// deadline used to fail the next Read at once: the child's last lines, its
+// panic or fatal error, were lost (SPEC §5).
+func TestPumpReadsWhatThePipeHoldsAfterItsDeadline(t *testing.T) {
+	var out syncBuffer
+	log := logrus.New()
+	log.SetFormatter(NewTextFormatter(false))
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{BlockedAfter: time.Minute, FlushTimeout: time.Minute})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()   // a grandchild holds the pipe: no EOF
+	const lines = 500 // 50 kB: within a pipe's default 64 KiB
+	if err := writeNumberedLines(w, lines); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("panic: last words")); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline has passed before the Pump reads at all.
+	r.SetReadDeadline(time.Now().Add(-time.Second))
+	if err := o.Pump("stderr", r); err != nil {
+		t.Errorf("Pump: %v", err)
+	}
+	o.Close()
+	if got := strings.Count(out.String(), "provider-eth | 0"); got != lines {
+		t.Errorf("%d lines logged, want %d", got, lines)
+	}
+	if !strings.HasSuffix(out.String(), "provider-eth | panic: last words\n") {
+		t.Errorf("last line without newline lost: %q", out.String()[max(0, len(out.String())-100):])
+	}
+}
+
+// A grandchild that keeps writing after the deadline cannot hold the Pump:
+// only what the pipe held when it was reached is read.
+func TestPumpAfterItsDeadlineEndsDespiteAChattyGrandchild(t *testing.T) {
+	log := logrus.New()
+	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{})
+	defer o.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := writeNumberedLines(w, 100); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	chatted := make(chan struct{})
+	go func() {
+		defer close(chatted)
+		defer w.Close()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if writeNumberedLines(w, 100) != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); r.Close(); <-chatted }()
+	r.SetReadDeadline(time.Now().Add(-time.Second))
+	pumped := make(chan error, 1)
+	go func() { pumped <- o.Pump("stderr", r) }()
+	select {
+	case err := <-pumped:
+		if err != nil {
+			t.Errorf("Pump: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Pump still reading a chatty grandchild's pipe 30 s after its deadline")
+	}
+}
+
 func TestPumpAfterCloseDrops(t *testing.T) {
 	log := logrus.New()
 	var out bytes.Buffer
