@@ -541,10 +541,13 @@ func (f *stallingFormatter) Format(e *logrus.Entry) ([]byte, error) {
 // called, whatever the output did: the tail of the queue was lost on a busy
 // machine.
 func TestCloseWaitsForSlowOutput(t *testing.T) {
-	const flush = 200 * time.Millisecond
+	// Long enough that no Write to a buffer passes for stuck, on a busy
+	// machine too; the stall is well beyond it, so that before the fix
+	// Close always gave up.
+	const flush = 500 * time.Millisecond
 	var out syncBuffer
 	log := logrus.New()
-	f := &stallingFormatter{Formatter: NewTextFormatter(false), closeCalled: make(chan struct{}), stall: 5 * flush}
+	f := &stallingFormatter{Formatter: NewTextFormatter(false), closeCalled: make(chan struct{}), stall: 4 * flush}
 	log.SetFormatter(f)
 	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: flush, BlockedAfter: time.Minute})
 	const lines = 5000

@@ -84,9 +84,11 @@ func TestOwnLogWaitsForSlowWriter(t *testing.T) {
 	log := logrus.New()
 	log.SetFormatter(NewTextFormatter(false))
 	s := NewSink(&buf, log)
-	s.own = newOwnLog(s, 50*time.Millisecond)
+	// BlockedAfter long enough that no Write to a buffer passes for stuck,
+	// on a busy machine too; the writer is held back well beyond it.
+	s.own = newOwnLog(s, 300*time.Millisecond)
 	log.SetOutput(s.own)
-	holdSinkLock(s, 500*time.Millisecond)
+	holdSinkLock(s, 1500*time.Millisecond)
 	log.Info("slow but written")
 	if !strings.Contains(buf.String(), "slow but written") {
 		t.Error("log call returned before its line was written, with no Write stuck")
@@ -113,11 +115,11 @@ func TestOwnLogFlushWaitsForSlowWriter(t *testing.T) {
 		return s.own.queued > 0
 	})
 	go func() {
-		// Unlocked once Flush has waited longer than its timeout.
-		time.Sleep(500 * time.Millisecond) // the slowness simulated, not a synchronisation
+		// Unlocked once Flush has waited well beyond its timeout.
+		time.Sleep(1500 * time.Millisecond) // the slowness simulated, not a synchronisation
 		s.mu.Unlock()
 	}()
-	s.Flush(50 * time.Millisecond)
+	s.Flush(300 * time.Millisecond)
 	if !strings.Contains(buf.String(), "last words") {
 		t.Error("Flush returned before the last line was written, with no Write stuck")
 	}
