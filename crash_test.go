@@ -93,7 +93,7 @@ func TestKilledDuringRollingUpgradeResumes(t *testing.T) {
 }
 
 func TestKilledDuringRollbackStaysOnPrevious(t *testing.T) {
-	h := upgradeHome(t, nil, "")
+	h := upgradeHome(t, nil, crashingMinUptime)
 	h.placeCrashing("6.2.6")
 	p := h.start("start")
 	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })

@@ -120,6 +120,11 @@ func upgradeHome(t *testing.T, rs *releaseServer, extra string, env ...string) *
 	return h
 }
 
+// crashingMinUptime is the min-uptime of the homes that get a placeCrashing
+// release: its crash must come before the min-uptime, and a start of sh on a
+// busy machine can take longer than upgradeHome's 300 ms.
+const crashingMinUptime = "min-uptime: 3s\n"
+
 // placeCrashing places a release that exits 1 at once, as lavap does with
 // a wrong working folder: a script standing in for a broken release.
 func (h *testHome) placeCrashing(version string) {
@@ -268,7 +273,7 @@ func TestUpgradeChecksumMismatchThen404ThenFixed(t *testing.T) {
 }
 
 func TestUpgradeCrashingReleaseRollsBackAndIsMarkedBad(t *testing.T) {
-	h := upgradeHome(t, nil, "")
+	h := upgradeHome(t, nil, crashingMinUptime)
 	h.placeCrashing("6.2.6")
 	p := h.start("start")
 	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })

@@ -157,7 +157,7 @@ func TestUpgradeNotRollingRestartsAllAtOnce(t *testing.T) {
 
 // After a rollback below the minimum, an error is logged every poll.
 func TestBelowMinimumAfterRollbackLogsEveryPoll(t *testing.T) {
-	h := upgradeHome(t, nil, "")
+	h := upgradeHome(t, nil, crashingMinUptime)
 	h.placeCrashing("6.2.6")
 	p := h.start("start")
 	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 })

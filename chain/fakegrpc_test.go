@@ -75,6 +75,24 @@ func queryServiceDesc(service, method string, handler func(*fakeGRPC, context.Co
 // for 127.0.0.1, whose pool it returns for the client.
 func newFakeGRPC(t *testing.T, useTLS bool) (*fakeGRPC, *x509.CertPool) {
 	t.Helper()
+	return newFakeGRPCSlowTLS(t, useTLS, 0)
+}
+
+// slowHandshake delays the server's side of each TLS handshake, as a busy
+// machine under -race does.
+type slowHandshake struct {
+	credentials.TransportCredentials
+	delay time.Duration
+}
+
+func (c slowHandshake) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	time.Sleep(c.delay) // the slowness simulated, not a synchronisation
+	return c.TransportCredentials.ServerHandshake(conn)
+}
+
+// newFakeGRPCSlowTLS is newFakeGRPC with each TLS handshake delayed by delay.
+func newFakeGRPCSlowTLS(t *testing.T, useTLS bool, delay time.Duration) (*fakeGRPC, *x509.CertPool) {
+	t.Helper()
 	f := &fakeGRPC{network: "lava", height: 39, specs: map[string][]byte{}}
 	f.value = recordedValue(t, "abci_query_protocol_params.json")
 	f.specs["LAV1"] = recordedValue(t, "abci_query_spec_LAV1.json")
@@ -83,7 +101,7 @@ func newFakeGRPC(t *testing.T, useTLS bool) (*fakeGRPC, *x509.CertPool) {
 	if useTLS {
 		cert, p := selfSignedCert(t)
 		pool = p
-		opts = append(opts, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+		opts = append(opts, grpc.Creds(slowHandshake{credentials.NewServerTLSFromCert(&cert), delay}))
 	}
 	s := grpc.NewServer(opts...)
 	s.RegisterService(queryServiceDesc("lavanet.lava.protocol.Query", "Params", (*fakeGRPC).params), f)

@@ -86,13 +86,20 @@ func (n *fakeNode) set(fn func(n *fakeNode)) {
 }
 
 func (n *fakeNode) setVersions(pt, pm, ct, cm string) {
+	b := n.versions(pt, pm, ct, cm)
+	n.set(func(n *fakeNode) { n.value = b })
+}
+
+// versions is the abci_query value with these versions, for a set that changes
+// more at once.
+func (n *fakeNode) versions(pt, pm, ct, cm string) []byte {
 	b, err := (&QueryParamsResponse{Params: Params{Version: ProtocolVersion{
 		ProviderTarget: pt, ProviderMin: pm, ConsumerTarget: ct, ConsumerMin: cm,
 	}}}).Marshal()
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.set(func(n *fakeNode) { n.value = b })
+	return b
 }
 
 func (n *fakeNode) setHeight(h int64) { n.set(func(n *fakeNode) { n.height = h }) }

@@ -13,7 +13,7 @@ import (
 func waitHits(t *testing.T, node *fakeNode, n int64) {
 	t.Helper()
 	target := node.hits.Load() + n
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience)
 	for node.hits.Load() < target {
 		if time.Now().After(deadline) {
 			t.Fatalf("the poller stopped polling (%d requests)", node.hits.Load())
@@ -28,7 +28,9 @@ func waitHits(t *testing.T, node *fakeNode, n int64) {
 func TestPollerWithFakeNode(t *testing.T) {
 	node := newFakeNode(t)
 	log, hook := testLog()
-	src := newTestSource(t, Options{Nodes: node.TCP(), RequestTimeout: 500 * time.Millisecond, Log: log})
+	// No fault here hangs: a request timeout a busy machine could reach would
+	// only replace the warnings looked for with timeouts.
+	src := newTestSource(t, Options{Nodes: node.TCP(), RequestTimeout: time.Minute, Log: log})
 	p := NewPoller(src, PollerOptions{Interval: 2 * time.Millisecond, MaxBackoff: 4 * time.Millisecond, Log: log})
 	ch := p.Subscribe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -54,10 +56,17 @@ func TestPollerWithFakeNode(t *testing.T) {
 		n.value, n.height = recordedValue(t, "abci_query_protocol_params_at_height_90.json"), 90
 	})
 	waitHits(t, node, 6)
-	node.set(func(n *fakeNode) { n.height = 120 })
-	node.setVersions("6.2.7", "5.5.1", "9.9.9; rm -rf /", "5.5.1")
+	// A query reads /status, then abci_query: each change is one set, and a
+	// change to the versions waits until the query that read /status before
+	// the node started catching up is over (the next request is another
+	// query's, the poller's requests come one at a time). Otherwise, on a
+	// busy machine, a query straddling two changes mixes their states and
+	// publishes versions no state of the node had.
+	hostile := node.versions("6.2.7", "5.5.1", "9.9.9; rm -rf /", "5.5.1")
+	node.set(func(n *fakeNode) { n.height, n.value = 120, hostile })
 	waitHits(t, node, 6)
 	node.set(func(n *fakeNode) { n.catchingUp = true })
+	waitHits(t, node, 2)
 	node.setVersions("6.2.7", "5.5.1", "6.2.7", "5.5.1")
 	waitHits(t, node, 6)
 	for _, mode := range []string{mode500, modeGarbage, modeHuge} {
@@ -75,7 +84,7 @@ func TestPollerWithFakeNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("Run did not stop")
 	}
 	var warned []string

@@ -12,6 +12,11 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
+// patience is how long a test waits for what must happen: only a failing test
+// waits that long, and a busy machine (-race, a cold build cache, other builds)
+// must not make a passing one fail.
+const patience = 30 * time.Second
+
 // stepSource answers each Query with the next answer a test hands it, so a test
 // knows exactly which polls have been processed: the poller asks again only
 // after it has dealt with the previous answer.
@@ -52,7 +57,7 @@ func (s *stepSource) step(t *testing.T, a answer) {
 	select {
 	case s.steps <- a:
 		s.sent++
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("the poller did not poll")
 	}
 }
@@ -65,7 +70,7 @@ func (s *stepSource) sync(t *testing.T) {
 		select {
 		case <-s.entered:
 			s.seen++
-		case <-time.After(5 * time.Second):
+		case <-time.After(patience):
 			t.Fatal("the poller did not poll again")
 		}
 	}
@@ -131,7 +136,7 @@ func (r *pollerRig) stop(t *testing.T) {
 		if ok {
 			close(r.done)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("Run did not return after cancel")
 	}
 }
@@ -162,7 +167,7 @@ func receive(t *testing.T, ch <-chan Snapshot) Snapshot {
 	select {
 	case s := <-ch:
 		return s
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("nothing published")
 		return Snapshot{}
 	}

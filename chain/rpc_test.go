@@ -126,7 +126,13 @@ func TestRPCFaults(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			node := newFakeNode(t)
 			node.setMode(tc.mode)
-			src := newTestSource(t, Options{Nodes: node.TCP(), RequestTimeout: 300 * time.Millisecond, MaxResponseSize: 64 << 10})
+			// Only a hang needs the timer; the other faults must end the
+			// query by themselves, however slow the machine.
+			timeout := time.Minute
+			if tc.want == "timeout" {
+				timeout = 300 * time.Millisecond
+			}
+			src := newTestSource(t, Options{Nodes: node.TCP(), RequestTimeout: timeout, MaxResponseSize: 64 << 10})
 			start := time.Now()
 			_, err := src.Query(context.Background())
 			if err != nil && tc.want == "timeout" && strings.Contains(err.Error(), "deadline exceeded") {
@@ -136,8 +142,8 @@ func TestRPCFaults(t *testing.T) {
 				!strings.Contains(err.Error(), node.TCP()) {
 				t.Fatalf("err = %v, want %q and the node's address", err, tc.want)
 			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Fatalf("took %s", d)
+			if d := time.Since(start); tc.want != "timeout" && tc.want != "deadline exceeded" && d >= timeout {
+				t.Fatalf("ended by the request timeout after %s, not by the fault", d)
 			}
 		})
 	}
@@ -176,7 +182,10 @@ func TestRPCFailover(t *testing.T) {
 	a, b := newFakeNode(t), newFakeNode(t)
 	b.setVersions("6.2.6", "5.5.1", "6.2.6", "5.5.1")
 	log, hook := testLog()
-	src := newTestSource(t, Options{Nodes: a.TCP() + ", " + b.TCP(), RequestTimeout: 300 * time.Millisecond, Log: log})
+	// The timeout fires once, for the hanging node; the other must answer
+	// within it, under -race on a busy machine too: 2 s is a hundred times
+	// what that takes.
+	src := newTestSource(t, Options{Nodes: a.TCP() + ", " + b.TCP(), RequestTimeout: 2 * time.Second, Log: log})
 	if src.String() != a.TCP()+","+b.TCP() {
 		t.Fatalf("String() = %s", src)
 	}
@@ -254,8 +263,8 @@ func TestRPCCancelMidRequest(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("query still running 5s after cancel")
+	case <-time.After(patience):
+		t.Fatalf("query still running %s after cancel", patience)
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults of OutputOptions.
@@ -73,10 +75,47 @@ func NewSink(w io.Writer, log *logrus.Logger) *Sink {
 // written: call it before the process exits.
 func (s *Sink) Flush(timeout time.Duration) { s.own.flush(timeout) }
 
-// blocked reports whether a Write has been stuck for longer than d.
-func (s *Sink) blocked(d time.Duration) bool {
+// untilBlocked returns how long from now the output may still take before it
+// counts as blocked for d: d while no Write is in progress (a writer starved of
+// CPU is slow, not blocked), what is left of d for the Write in progress, and
+// <= 0 once that Write has been stuck for d since it began, or since from if
+// later. Only a stuck Write is a blocked output: a slow one that moves loses
+// no line (SPEC §5).
+func (s *Sink) untilBlocked(d time.Duration, from time.Time) time.Duration {
 	since := s.since.Load()
-	return since != 0 && time.Since(time.Unix(0, since)) > d
+	if since == 0 {
+		return d
+	}
+	return d - time.Since(later(time.Unix(0, since), from))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// waitMoving waits until done is closed, or until a Write has been stuck for d
+// since it began, or since from if later; it returns false in the second case.
+func (s *Sink) waitMoving(done <-chan struct{}, d time.Duration, from time.Time) bool {
+	wait := s.untilBlocked(d, from)
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return true
+		case <-t.C:
+		}
+		if wait = s.untilBlocked(d, from); wait <= 0 {
+			return false
+		}
+		t.Reset(wait)
+	}
 }
 
 // Write writes p in one call to the underlying writer, under the sink's lock.
@@ -102,7 +141,9 @@ type OutputOptions struct {
 	// the output counts as blocked. A disk under writeback pressure
 	// stalls writes for tens of milliseconds; a paused terminal for ever.
 	BlockedAfter time.Duration
-	// FlushTimeout bounds how long Close waits for a blocked output.
+	// FlushTimeout is how long, from Close's call, a Write may be stuck before
+	// Close gives up on the queue: Close waits for a slow output that moves,
+	// however long it takes to write the queue out.
 	FlushTimeout time.Duration
 }
 
@@ -209,23 +250,50 @@ func (o *Output) LastLines(n int) []string {
 
 // Pump reads r to its end and queues its lines; it returns nil at EOF and when r
 // is closed under it (os.ErrClosed), so that the owner of a pipe may close it to
-// stop a Pump held up by a grandchild. Call it in a goroutine of its own, once
-// per pipe per child start; stdout and stderr may be pumped at the same time.
+// stop a Pump held up by a grandchild. The owner may also end it with a read
+// deadline, the grace of such a grandchild: once it has passed, what the pipe
+// already holds is still read, then Pump returns nil. Call it in a goroutine of
+// its own, once per pipe per child start; stdout and stderr may be pumped at the
+// same time.
 func (o *Output) Pump(stream string, r io.Reader) error {
 	p := pump{o: o, stream: stream, max: o.opts.MaxLine, read: min(readSize, o.opts.MaxLine)}
 	p.own = o.sink.newChunk()
 	p.buf = p.own.mem
 	defer func() { o.sink.freeChunk(p.own) }()
+	// drain is what is left to read of what the pipe held when its deadline
+	// passed; -1 before.
+	drain := -1
 	for {
 		if len(p.buf)-p.n < min(p.read, minRead) {
 			p.grow()
 		}
-		n, err := r.Read(p.buf[p.n : p.n+min(p.read, len(p.buf)-p.n)])
+		want := min(p.read, len(p.buf)-p.n)
+		if drain > 0 {
+			want = min(want, drain)
+		}
+		n, err := r.Read(p.buf[p.n : p.n+want])
 		if n > 0 {
 			p.consume(n, time.Now())
 		}
+		if drain > 0 {
+			if drain -= n; drain == 0 && err == nil {
+				err = os.ErrDeadlineExceeded
+			}
+		}
 		if err == nil {
 			continue
+		}
+		if drain < 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The grace bounds the wait for a grandchild's lines, not the
+			// reading of lines written before it ended: a Pump held back by
+			// a slow output, or starved of CPU, reaches the deadline with
+			// the child's last lines (its panic) still in the pipe. Only
+			// those are read, so a chatty grandchild cannot hold it.
+			if k := pendingBytes(r); k > 0 {
+				drain = k
+				r.(deadlineReader).SetReadDeadline(time.Time{})
+				continue
+			}
 		}
 		if p.n > 0 {
 			// The last line had no newline: it is still a line.
@@ -238,12 +306,38 @@ func (o *Output) Pump(stream string, r io.Reader) error {
 		switch {
 		case closing:
 			return fmt.Errorf("pump %s of %s: output closed, lines dropped", stream, o.service)
-		case errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed):
+		case errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded):
 			return nil
 		default:
 			return fmt.Errorf("read %s of %s: %w", stream, o.service, err)
 		}
 	}
+}
+
+// deadlineReader is a pipe whose owner may end a Pump with a read deadline.
+type deadlineReader interface {
+	SetReadDeadline(time.Time) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// pendingBytes returns how many bytes r holds unread (FIONREAD, TIOCINQ on
+// Linux), 0 if r is not a pipe or cannot tell.
+func pendingBytes(r io.Reader) int {
+	d, ok := r.(deadlineReader)
+	if !ok {
+		return 0
+	}
+	rc, err := d.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if k, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = k
+		}
+	})
+	return n
 }
 
 // pump is the state of one Pump: buf[:n] is a line still waiting for its end.
@@ -461,12 +555,9 @@ func (o *Output) roomLocked(n int) int {
 		if n <= room || o.queued == 0 || o.closing {
 			return max(room, n)
 		}
-		wait := o.opts.BlockedAfter
-		if since := o.sink.since.Load(); since != 0 {
-			wait -= time.Since(time.Unix(0, since))
-			if wait <= 0 {
-				return room
-			}
+		wait := o.sink.untilBlocked(o.opts.BlockedAfter, time.Time{})
+		if wait <= 0 {
+			return room
 		}
 		if o.roomFreed == nil {
 			o.roomFreed = make(chan struct{})
@@ -509,8 +600,9 @@ func (o *Output) wake() {
 }
 
 // Close flushes the queue and stops the writer. Call it after every Pump has
-// returned. If the output stays blocked for FlushTimeout, Close gives up: what is
-// still queued counts as dropped, and the writer quits when its Write returns.
+// returned. It waits as long as the output moves; once a Write has been stuck for
+// FlushTimeout, Close gives up: what is still queued counts as dropped, and the
+// writer quits when its Write returns.
 func (o *Output) Close() {
 	o.closeOnce.Do(func() {
 		o.mu.Lock()
@@ -518,21 +610,22 @@ func (o *Output) Close() {
 		o.signalRoomLocked()
 		o.mu.Unlock()
 		o.wake()
-		t := time.NewTimer(o.opts.FlushTimeout)
-		defer t.Stop()
-		select {
-		case <-o.done:
-		case <-t.C:
-			o.abandoned.Store(true)
-			o.mu.Lock()
-			n := 0
-			for _, c := range o.queue {
-				n += bytes.Count(c.data, []byte{'\n'})
-			}
-			o.queue = nil
-			o.dropLocked(n)
-			o.mu.Unlock()
+		// Only a Write stuck for FlushTimeout since Close was called ends the
+		// wait: a queue that takes longer to write out on a busy machine is
+		// still written whole, and an output that has just been unblocked
+		// (Ctrl-Q) gets FlushTimeout to move.
+		if o.sink.waitMoving(o.done, o.opts.FlushTimeout, time.Now()) {
+			return
 		}
+		o.abandoned.Store(true)
+		o.mu.Lock()
+		n := 0
+		for _, c := range o.queue {
+			n += bytes.Count(c.data, []byte{'\n'})
+		}
+		o.queue = nil
+		o.dropLocked(n)
+		o.mu.Unlock()
 	})
 }
 

@@ -14,8 +14,9 @@ const ownQueueBytes = 1 << 20
 // ownLog is the writer of LavaVisor's own log entries. A log call must never
 // freeze the supervisor: with a terminal paused by Ctrl-S, a Ctrl-C must still
 // stop the services. Each entry is queued for a writer goroutine; the call
-// waits for it to be written, as a plain writer would, but at most
-// BlockedAfter, and not at all while the output is known to be blocked. Entries
+// waits for it to be written, as a plain writer would, until a Write has been
+// stuck for BlockedAfter, and not at all while the output is known to be
+// blocked; a slow output, or a writer starved of CPU, is waited for. Entries
 // that do not fit the bounded queue are dropped, counted, and reported once
 // the output moves again.
 type ownLog struct {
@@ -57,15 +58,7 @@ func (l *ownLog) Write(p []byte) (int, error) {
 	case l.kick <- struct{}{}:
 	default:
 	}
-	if l.sink.blocked(l.blockedAfter) {
-		return len(p), nil
-	}
-	t := time.NewTimer(l.blockedAfter)
-	defer t.Stop()
-	select {
-	case <-e.done:
-	case <-t.C:
-	}
+	l.sink.waitMoving(e.done, l.blockedAfter, time.Time{})
 	return len(p), nil
 }
 
@@ -110,7 +103,8 @@ func (l *ownLog) noteDropped(n int) {
 	}
 }
 
-// flush waits until every queued entry is written, at most timeout.
+// flush waits until every queued entry is written, as long as the output
+// moves: it gives up once a Write has been stuck for timeout since the call.
 func (l *ownLog) flush(timeout time.Duration) {
 	done := make(chan struct{})
 	go func() {
@@ -121,8 +115,5 @@ func (l *ownLog) flush(timeout time.Duration) {
 		l.mu.Unlock()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-	}
+	l.sink.waitMoving(done, timeout, time.Now())
 }

@@ -65,3 +65,63 @@ func TestOwnLogWritesBeforeReturning(t *testing.T) {
 		}
 	}
 }
+
+// holdSinkLock keeps the sink's lock for d without a Write in progress: the
+// own log's writer is held back as on a machine too busy to run it, while the
+// output itself is not stuck.
+func holdSinkLock(s *Sink, d time.Duration) {
+	s.mu.Lock()
+	go func() {
+		time.Sleep(d) // the slowness simulated, not a synchronisation
+		s.mu.Unlock()
+	}()
+}
+
+// A log call waits for its line however slow the writer, as long as no Write
+// is stuck: it used to return after BlockedAfter, its line not yet written.
+func TestOwnLogWaitsForSlowWriter(t *testing.T) {
+	var buf syncBuffer
+	log := logrus.New()
+	log.SetFormatter(NewTextFormatter(false))
+	s := NewSink(&buf, log)
+	// BlockedAfter long enough that no Write to a buffer passes for stuck,
+	// on a busy machine too; the writer is held back well beyond it.
+	s.own = newOwnLog(s, 300*time.Millisecond)
+	log.SetOutput(s.own)
+	holdSinkLock(s, 1500*time.Millisecond)
+	log.Info("slow but written")
+	if !strings.Contains(buf.String(), "slow but written") {
+		t.Error("log call returned before its line was written, with no Write stuck")
+	}
+}
+
+// Flush at exit waits for a slow writer; it gives up only on a stuck Write.
+func TestOwnLogFlushWaitsForSlowWriter(t *testing.T) {
+	var buf syncBuffer
+	log := logrus.New()
+	log.SetFormatter(NewTextFormatter(false))
+	s := NewSink(&buf, log)
+	s.own = newOwnLog(s, time.Hour)
+	log.SetOutput(s.own)
+	s.mu.Lock()
+	logged := make(chan struct{})
+	go func() {
+		log.Info("last words")
+		close(logged)
+	}()
+	eventually(t, "line queued", func() bool {
+		s.own.mu.Lock()
+		defer s.own.mu.Unlock()
+		return s.own.queued > 0
+	})
+	go func() {
+		// Unlocked once Flush has waited well beyond its timeout.
+		time.Sleep(1500 * time.Millisecond) // the slowness simulated, not a synchronisation
+		s.mu.Unlock()
+	}()
+	s.Flush(300 * time.Millisecond)
+	if !strings.Contains(buf.String(), "last words") {
+		t.Error("Flush returned before the last line was written, with no Write stuck")
+	}
+	<-logged
+}
