@@ -51,7 +51,7 @@ const (
 	simMinUptime = 300 * time.Millisecond
 	// Generous: a loaded 2-core machine running other builds must not fail a
 	// sequence that converges late but right.
-	simConverge = 20 * time.Second
+	simConverge = 15 * time.Second
 	simStop     = 30 * time.Second
 )
 
