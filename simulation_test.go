@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func genSequence(seed uint64) simSequence {
 		for _, name := range []string{"p1", "p2"} {
 			s := simSvc{Name: name}
 			if rng.IntN(3) == 0 {
-				s.Ignore, s.StopTimeout = true, ms(300, 1200)
+				s.Ignore, s.StopTimeout = true, ms(1200, 2000)
 			}
 			cfg.Services = append(cfg.Services, s)
 		}
@@ -159,6 +160,7 @@ func genSequence(seed uint64) simSequence {
 		q.Config = cfg.clone()
 
 		min, target := "6.2.5", "6.2.5"
+		var extra []simStep // faults placed relative to an event
 		higher := func(v string) []string {
 			var out []string
 			for _, c := range append(slices.Clone(simGood), simCrasher) {
@@ -193,10 +195,19 @@ func genSequence(seed uint64) simSequence {
 			}
 			// Mostly the next release up: a crashing one now and then.
 			t := cands[0]
-			if rng.IntN(3) == 0 {
+			switch r := rng.IntN(6); {
+			case r < 2:
 				t = cands[rng.IntN(len(cands))]
+			case r == 2 && up:
+				t = simCrasher
 			}
 			min, target = pickMin(t), t
+			if t == simCrasher && rng.IntN(3) == 0 {
+				// The disk fills while the crashing release is on probation:
+				// its rollback cannot be journaled.
+				d := ms(150, 500)
+				extra = append(extra, simStep{At: at + d, Kind: "enospc", Arg: "during the rollback", Until: at + d + ms(500, 1500)})
+			}
 			return simStep{At: at, Kind: kind, Arg: min + ".." + target, Raw: versionsBody(min, target)}
 		}
 
@@ -333,6 +344,10 @@ func genSequence(seed uint64) simSequence {
 				i := rng.IntN(len(cfg.Services))
 				cfg.Services[i].Gen++
 				st.Arg = cfg.Services[i].Name
+				if cfg.Services[i].Ignore && rng.IntN(2) == 0 {
+					// A stop signal while the reload waits for that service.
+					steps = append(steps, simStep{At: at + ms(50, 300), Kind: "term-restart", Arg: "during a reload"})
+				}
 			}
 			if strings.HasPrefix(kind, "hup-") {
 				c := cfg.clone()
@@ -342,6 +357,9 @@ func genSequence(seed uint64) simSequence {
 			if st.Until > 0 && kind != "chain-flap" {
 				steps = append(steps, simStep{At: st.Until, Kind: "end-" + kind})
 			}
+		}
+		for _, e := range extra {
+			steps = append(steps, e, simStep{At: e.Until, Kind: "end-" + e.Kind})
 		}
 		sort.SliceStable(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
 		q.Steps = steps
@@ -502,6 +520,7 @@ type simRun struct {
 	start time.Time
 
 	p        *proc
+	cur      atomic.Pointer[proc] // p, for the sampler
 	procs    []*proc
 	started  time.Time // of p
 	hupSent  time.Time
@@ -627,6 +646,8 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 		r.violate("setup: services not up on 6.2.5 within %s: %v", simConverge, r.checkServices("6.2.5"))
 		return rec
 	}
+	stopSampler := r.sample()
+	defer stopSampler()
 	r.start = time.Now()
 	r.note("services up on 6.2.5; sequence %d starts (%d steps, %d overlapping fault pairs)", q.Seed, len(q.Steps), q.Overlaps)
 
@@ -641,7 +662,14 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 	}
 	cleared := time.Now()
 	r.clear()
-	ok := r.pollUntil(simConverge, func() bool { return len(r.checkConverged()) == 0 })
+	ok := r.pollUntil(simConverge, func() bool {
+		if exited(r.p) {
+			r.exitedByItself()
+			r.startLavavisor() // as an orchestrator would
+			return false
+		}
+		return len(r.checkConverged()) == 0
+	})
 	rec.Converge = time.Since(cleared).Seconds()
 	if !ok {
 		for _, v := range r.checkConverged() {
@@ -655,9 +683,45 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 	return rec
 }
 
+// sample checks every 50 ms, until stopped, that no service runs twice at
+// once among the children of the running LavaVisor.
+func (r *simRun) sample() (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			p := r.cur.Load()
+			if p == nil || exited(p) {
+				continue
+			}
+			by := map[string][]child{}
+			for _, c := range childrenOf(p.cmd.Process.Pid) {
+				if c.service != "" {
+					by[c.service] = append(by[c.service], c)
+				}
+			}
+			for name, cs := range by {
+				if len(cs) > 1 {
+					r.violate("dup: %s runs %d times at once: %v", name, len(cs), cs)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-finished }) }
+}
+
 func (r *simRun) startLavavisor() {
 	r.p = r.h.start("start")
 	r.procs = append(r.procs, r.p)
+	r.cur.Store(r.p)
 	r.started = time.Now()
 	r.note("lavavisor started, pid %d", r.p.cmd.Process.Pid)
 }
@@ -753,22 +817,18 @@ func (r *simRun) step(st simStep) {
 		if r.p == nil {
 			return
 		}
-		r.p.signal(syscall.SIGKILL)
+		r.p.cmd.Process.Signal(syscall.SIGKILL)
 		<-r.p.done
 		r.awaitNoServices("after SIGKILL of lavavisor (parent-death signal)")
 		r.p = nil
-		if !r.diskFull {
-			r.startLavavisor()
-		}
+		r.startLavavisor()
 	case "term-restart":
 		if r.p == nil {
 			return
 		}
-		r.stop("SIGTERM mid-sequence")
+		r.stop("SIGTERM mid-sequence " + st.Arg)
 		r.p = nil
-		if !r.diskFull {
-			r.startLavavisor()
-		}
+		r.startLavavisor()
 	}
 }
 
@@ -819,13 +879,14 @@ func (r *simRun) stop(when string) {
 		}
 		return
 	}
+	live := childrenOf(p.cmd.Process.Pid)
 	sent := time.Now()
-	p.signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGTERM) // when it has just ended, p.done says how
 	select {
 	case <-p.done:
 	case <-time.After(simStop):
 		r.violate("inv5: %s: no exit %s after SIGTERM", when, simStop)
-		p.signal(syscall.SIGKILL)
+		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
 	}
 	r.note("%s: exit %d after %.2fs", when, p.code, time.Since(sent).Seconds())
@@ -842,9 +903,22 @@ func (r *simRun) stop(when string) {
 		r.violate("inv5: %s: service processes left after the graceful stop: %v", when, left)
 		r.awaitNoServices(when)
 	}
-	for _, e := range r.timelines() {
+	tl := r.timelines()
+	for _, e := range tl {
 		if e.kind == "start" && e.at.After(sent.Add(time.Second)) {
 			r.violate("inv5: %s: %s started (pid %d, %s) %.2fs after SIGTERM", when, e.service, e.pid, e.version, e.at.Sub(sent).Seconds())
+		}
+	}
+	// Answered at once: every fake lavap running at the SIGTERM saw its stop
+	// signal (or ended) within a second, whatever LavaVisor was doing.
+	for _, c := range live {
+		if c.service == "" || !strings.HasPrefix(c.exe, r.root+"/upgrades/v6.2.") {
+			continue
+		}
+		if !slices.ContainsFunc(tl, func(e simEvent) bool {
+			return e.pid == c.pid && (e.kind == "signal" || e.kind == "exit") && !e.at.After(sent.Add(time.Second))
+		}) {
+			r.violate("inv5: %s: %s (pid %d) got no stop signal within 1 s of LavaVisor's SIGTERM", when, c.service, c.pid)
 		}
 	}
 }
