@@ -915,6 +915,13 @@ func (r *simRun) stop(when string) {
 		if c.service == "" || !strings.HasPrefix(c.exe, r.root+"/upgrades/v6.2.") {
 			continue
 		}
+		// One that had only just started may not handle signals yet: its
+		// death by SIGINT leaves no line.
+		if !slices.ContainsFunc(tl, func(e simEvent) bool {
+			return e.pid == c.pid && e.kind == "start" && e.at.Before(sent.Add(-100*time.Millisecond))
+		}) {
+			continue
+		}
 		if !slices.ContainsFunc(tl, func(e simEvent) bool {
 			return e.pid == c.pid && (e.kind == "signal" || e.kind == "exit") && !e.at.After(sent.Add(time.Second))
 		}) {
@@ -936,6 +943,13 @@ func (r *simRun) clear() {
 	if r.p == nil {
 		r.startLavavisor()
 	}
+	// What the faults set in motion (a rollback, a crash restart) ends
+	// before the last change: a bad mark made after it would rightly hold.
+	quiet := r.pollUntil(10*time.Second, func() bool {
+		tl := r.timelines()
+		return len(tl) == 0 || time.Since(tl[len(tl)-1].at) > 800*time.Millisecond
+	})
+	r.note("services quiet for 0.8 s: %v", quiet)
 	r.writeVersions(versionsBody(r.q.FinalMin, r.q.FinalTarget))
 	r.min, r.target = r.q.FinalMin, r.q.FinalTarget
 	r.note("faults cleared (link folder %s); chain at %s..%s; pin %q; services %v",
