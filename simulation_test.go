@@ -718,6 +718,18 @@ func (r *simRun) sample() (stop func()) {
 	return func() { once.Do(func() { close(done); <-finished }) }
 }
 
+// awaitBegun waits until the running LavaVisor has written its first line:
+// no program can handle a signal before its main begins, and the first line
+// comes after the config is read, when LavaVisor must handle them.
+func (r *simRun) awaitBegun() {
+	if r.p == nil {
+		return
+	}
+	if !r.pollUntil(10*time.Second, func() bool { return exited(r.p) || r.p.out.String() != "" }) {
+		r.note("lavavisor pid %d wrote nothing in 10 s", r.p.cmd.Process.Pid)
+	}
+}
+
 func (r *simRun) startLavavisor() {
 	r.p = r.h.start("start")
 	r.procs = append(r.procs, r.p)
@@ -778,6 +790,7 @@ func (r *simRun) step(st simStep) {
 	case "hup-add", "hup-remove", "hup-env", "hup-pin":
 		r.cfg = st.Config.clone()
 		r.writeConfig()
+		r.awaitBegun()
 		if r.p != nil && !exited(r.p) {
 			r.p.cmd.Process.Signal(syscall.SIGHUP)
 			r.hupSent = time.Now()
@@ -879,6 +892,7 @@ func (r *simRun) stop(when string) {
 		}
 		return
 	}
+	r.awaitBegun()
 	live := childrenOf(p.cmd.Process.Pid)
 	sent := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM) // when it has just ended, p.done says how
@@ -902,6 +916,18 @@ func (r *simRun) stop(when string) {
 	if left := processesWithEnv(r.serviceMarker()); len(left) > 0 {
 		r.violate("inv5: %s: service processes left after the graceful stop: %v", when, left)
 		r.awaitNoServices(when)
+	}
+	// A stop is not a failure (issue 10, point 7): an upgrade it interrupted
+	// is not recorded as failed.
+	var st struct {
+		Last *struct {
+			From, To, Result string
+			At               time.Time
+		} `json:"last_upgrade"`
+	}
+	if b, err := os.ReadFile(filepath.Join(r.root, "state.json")); err == nil && json.Unmarshal(b, &st) == nil &&
+		st.Last != nil && !st.Last.At.Before(sent) && st.Last.Result != "success" {
+		r.violate("stop: %s: the stop was recorded in state.json as an upgrade %s -> %s with result %q", when, st.Last.From, st.Last.To, st.Last.Result)
 	}
 	tl := r.timelines()
 	for _, e := range tl {

@@ -67,6 +67,7 @@ var simInvText = map[string]string{
 	"inv5":  "§6.8.5 a stop signal is a graceful stop: exit 0, no temporary file, no service left or started during the shutdown",
 	"dup":   "§5 one process per service: no service runs twice at once (sampled every 50 ms during the sequence)",
 	"exit":  "LavaVisor ended by itself (a signal it did not handle yet, or an exit nobody asked for)",
+	"stop":  "issue 10 point 7: a stop signal during an upgrade is not recorded as a failed upgrade (state.json)",
 	"state": "issue 10 point 7: state.json is not rewritten when nothing changed",
 	"setup": "the services did not come up before the sequence",
 }
