@@ -41,7 +41,7 @@ func crasherScript(version string) []byte {
 	return []byte("#!/bin/sh\n[ \"$1\" = version ] && { echo " + version + "; exit 0; }\n" +
 		"[ -n \"$FAKE_TIMELINE\" ] && echo \"$(date +%s%N) start $$ " + version + "\" >> \"$FAKE_TIMELINE\"\n" +
 		"[ -n \"$FAKE_RECORD\" ] && echo \"start $$ " + version + " crasher\" >> \"$FAKE_RECORD\"\n" +
-		"sleep 0.2\necho 'FTL could not load config file' >&2\n" +
+		"sleep 0.05\necho 'FTL could not load config file' >&2\n" +
 		"[ -n \"$FAKE_TIMELINE\" ] && echo \"$(date +%s%N) exit $$ " + version + "\" >> \"$FAKE_TIMELINE\"\nexit 1\n")
 }
 

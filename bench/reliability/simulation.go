@@ -67,6 +67,7 @@ var simInvText = map[string]string{
 	"inv5":  "§6.8.5 a stop signal is a graceful stop: exit 0, no temporary file, no service left or started during the shutdown",
 	"dup":   "§5 one process per service: no service runs twice at once (sampled every 50 ms during the sequence)",
 	"exit":  "LavaVisor ended by itself (a signal it did not handle yet, or an exit nobody asked for)",
+	"temp":  "issue 10 point 7: a killed download's temporary files are removed at the next start",
 	"stop":  "issue 10 point 7: a stop signal during an upgrade is not recorded as a failed upgrade (state.json)",
 	"state": "issue 10 point 7: state.json is not rewritten when nothing changed",
 	"setup": "the services did not come up before the sequence",
@@ -248,7 +249,7 @@ func renderSimulation(s *simRun) string {
 	p("| sequences | %d, %d with a violation, %d without |\n", len(s.Records), failed, len(s.Records)-failed)
 	if len(walls) > 0 {
 		p("| one sequence | median %.1f s, max %.1f s (a sequence that does not converge waits out its 15 s deadline) |\n", walls[len(walls)/2], walls[len(walls)-1])
-		p("| overlapping fault pairs per sequence | min %d, median %d |\n", overlaps[0], overlaps[len(overlaps)/2])
+		p("| pairs of faults at once, per sequence | min %d, median %d (every sequence has at least two faults that overlap) |\n", overlaps[0], overlaps[len(overlaps)/2])
 	}
 	p("| ENOSPC | %s |\n", cell(disk))
 	if len(s.Stray) > 0 {
@@ -279,6 +280,7 @@ func renderSimulation(s *simRun) string {
 		sort.Strings(invs)
 		for _, inv := range invs {
 			seeds := byInv[inv]
+			sort.Slice(seeds, func(i, j int) bool { return seeds[i] < seeds[j] })
 			var ss []string
 			for i, sd := range seeds {
 				if i == 12 {
