@@ -521,8 +521,7 @@ type simRun struct {
 
 	p        *proc
 	cur      atomic.Pointer[proc] // p, for the sampler
-	procs    []*proc
-	started  time.Time // of p
+	started  time.Time            // of p
 	hupSent  time.Time
 	cfg      simConfig
 	min      string // versions last written (valid)
@@ -766,7 +765,6 @@ func (r *simRun) awaitBegun() {
 
 func (r *simRun) startLavavisor() {
 	r.p = r.h.start("start")
-	r.procs = append(r.procs, r.p)
 	r.cur.Store(r.p)
 	r.started = time.Now()
 	r.note("lavavisor started, pid %d", r.p.cmd.Process.Pid)
