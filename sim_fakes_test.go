@@ -118,12 +118,19 @@ func (s *simServer) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%x  lavap-v%s-darwin-arm64\n%x  %s\n", sha256.Sum256([]byte("other")), version, sum, name)
 	case parts[1] == name:
 		if mode == serveSlow {
+			// Half at once, the rest after the delay: a download in
+			// progress has a partial file on disk.
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			w.Write(b[:len(b)/2])
+			w.(http.Flusher).Flush()
 			select {
 			case <-time.After(delay):
 			case <-r.Context().Done():
 				status = 499 // the client went away
 				return
 			}
+			w.Write(b[len(b)/2:])
+			return
 		}
 		w.Write(b)
 	default:

@@ -334,6 +334,21 @@ func genSequence(seed uint64) simSequence {
 					st.Until = at + ms(300, 1800)
 				}
 			case "kill-restart", "term-restart":
+				if kind == "kill-restart" && at > 500*time.Millisecond && rng.IntN(3) == 0 {
+					// Killed during a slow download of a release the chain
+					// no longer wants: the next start has nothing to fetch,
+					// and must still remove what the download left.
+					prev := versionsBody(min, target)
+					up := chain(at-ms(300, 450), "chain-up", true)
+					min, target = up.Arg[:strings.Index(up.Arg, "..")], up.Arg[strings.Index(up.Arg, "..")+2:]
+					steps = append(steps,
+						simStep{At: up.At - 50*time.Millisecond, Kind: "server-slow", Arg: "slow 1500ms"},
+						up,
+						simStep{At: at - 20*time.Millisecond, Kind: "chain-down", Arg: "back, before the kill", Raw: prev})
+					fmt.Sscanf(strings.ReplaceAll(prev, "\n", " "), "provider_min: %s provider_target: %s", &min, &target)
+					st.Arg = "during a download"
+					break
+				}
 				// Half the time the fresh instance is stopped again soon:
 				// a stop signal during its start-time read and download.
 				if rng.IntN(2) == 0 {
@@ -735,19 +750,20 @@ func (r *simRun) releaseTemps() []string {
 // next instance at its start, not at its next fetch (issue 10, point 7),
 // within 5 s, while p runs.
 func (r *simRun) tempsCleanedAtStart(p *proc, left []string) {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if exited(p) {
-			return
-		}
+	gone := func() bool {
 		now := r.releaseTemps()
-		if !slices.ContainsFunc(left, func(n string) bool { return slices.Contains(now, n) }) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return !slices.ContainsFunc(left, func(n string) bool { return slices.Contains(now, n) })
 	}
-	if !exited(p) {
-		r.violate("temp: a killed download's temporary files %v still there 5 s after the next start", left)
+	// Once the new instance runs a service its start is over (a start-time
+	// fetch, which also cleans, comes before); then a second of grace.
+	up := func() bool {
+		return exited(p) || slices.ContainsFunc(childrenOf(p.cmd.Process.Pid), func(c child) bool { return c.service != "" })
+	}
+	if !r.pollUntil(10*time.Second, up) || exited(p) {
+		return
+	}
+	if !r.pollUntil(time.Second, func() bool { return exited(p) || gone() }) {
+		r.violate("temp: a killed download's temporary files %v still there 1 s after the next instance started its services", left)
 	}
 }
 
