@@ -28,6 +28,7 @@ import (
 // LAVAVISOR_FAULT_ITERATIONS sets the number of iterations (default 5, as in
 // CI; bench/run runs 50); LAVAVISOR_FAULT_SEED replays the random choices of
 // a logged run (the timing of the machine is not replayed).
+// simulation_test.go composes this kill with the other faults of SPEC §6.8.
 
 // faultServices are the providers of every iteration.
 var faultServices = []string{"p1", "p2", "p3"}

@@ -4,6 +4,9 @@
 //	go run ./bench/reliability                  runs go test -json -count=1 ./... and writes the report
 //	go run ./bench/reliability saved.json       renders from a saved go test -json output
 //	go run ./bench/reliability -save run.json   also keeps the raw output of the run
+//	go run ./bench/reliability -sim 500         runs 500 sequences of the composed-fault
+//	                                            simulation and writes its section only
+//	go run ./bench/reliability -sim-from s.json renders that section from a saved run
 //
 // The guarantees and their tests are listed in bench/reliability/guarantees.txt.
 // Failing tests do not make it fail: they are what the report is for. It exits
@@ -41,6 +44,10 @@ func run(args []string, log io.Writer) error {
 	mapFile := fs.String("map", "bench/reliability/guarantees.txt", "the guarantees and their tests, relative to the module root")
 	outFile := fs.String("out", "docs/RELIABILITY.md", "the report, relative to the module root")
 	save := fs.String("save", "", "also write the raw go test -json output of the run to this file")
+	sim := fs.Int("sim", 0, "run this many sequences of the composed-fault simulation and write its section of the report (the rest is kept)")
+	simSeed := fs.Uint64("sim-seed", 1, "the seed of the first sequence")
+	simParallel := fs.Int("sim-parallel", 3, "sequences run at once")
+	simFrom := fs.String("sim-from", "", "render the simulation's section from this saved go test -json output")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,6 +63,9 @@ func run(args []string, log io.Writer) error {
 			return p
 		}
 		return filepath.Join(root, p)
+	}
+	if *sim > 0 || *simFrom != "" {
+		return simulationReport(root, at(*outFile), *sim, *simSeed, *simParallel, *simFrom, *save, log)
 	}
 	mf, err := os.Open(at(*mapFile))
 	if err != nil {
@@ -93,6 +103,11 @@ func run(args []string, log io.Writer) error {
 	var buf bytes.Buffer
 	if err := rep.render(&buf); err != nil {
 		return err
+	}
+	if old, err := os.ReadFile(at(*outFile)); err == nil {
+		if kept := keptSimulation(string(old)); kept != "" {
+			buf.WriteString("\n" + kept)
+		}
 	}
 	if err := writeAtomic(at(*outFile), buf.Bytes()); err != nil {
 		return err
@@ -235,5 +250,47 @@ func writeAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	return nil
+}
+
+// simulationReport writes the simulation's section of the report.
+func simulationReport(root, outFile string, n int, seed uint64, parallel int, from, save string, log io.Writer) error {
+	var run *simRun
+	if from != "" {
+		f, err := os.Open(from)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		recs, err := readSimulation(f, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", from, err)
+		}
+		fi, _ := f.Stat()
+		run = &simRun{Command: "(read from " + from + ")", Records: recs.records, Stray: recs.problems, Date: fi.ModTime()}
+	} else {
+		var err error
+		if run, err = runSimulation(root, n, seed, parallel, save, log); err != nil {
+			return err
+		}
+	}
+	run.Machine, run.Go = machine(), goVersion(root)
+	if len(run.Records) == 0 {
+		return fmt.Errorf("no sequence reported (%s)", strings.Join(run.Stray, "; "))
+	}
+	old, err := os.ReadFile(outFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writeAtomic(outFile, []byte(spliceSimulation(string(old), renderSimulation(run)))); err != nil {
+		return err
+	}
+	failed := 0
+	for _, r := range run.Records {
+		if len(r.Violations) > 0 {
+			failed++
+		}
+	}
+	fmt.Fprintf(log, "wrote %s: %d sequences, %d with a violation\n", outFile, len(run.Records), failed)
 	return nil
 }

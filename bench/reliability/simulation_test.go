@@ -1,0 +1,37 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// A SIMSEQ line split over two output events, as test2json may do, is read
+// whole; the section replaces its previous version and leaves the page.
+func TestSimulationSection(t *testing.T) {
+	out := `{"Action":"output","Package":"m","Test":"TestSimulationComposedFaults/seq/7","Output":"    simulation_test.go:1: SIMSEQ {\"seed\":7,\"kinds\":{\"enospc\":2},"}
+{"Action":"output","Package":"m","Test":"TestSimulationComposedFaults/seq/7","Output":"\"overlaps\":3,\"violations\":[\"inv1: p1 has no live process\"],\"disk\":\"tmpfs\"}\n"}
+{"Action":"output","Package":"m","Test":"TestSimulationComposedFaults/seq/8","Output":"    simulation_test.go:1: SIMSEQ {\"seed\":8,\"kinds\":{\"svc-end\":1},\"overlaps\":1,\"violations\":[],\"disk\":\"tmpfs\"}\n"}
+`
+	res, err := readSimulation(strings.NewReader(out), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.records) != 2 || res.records[0].Seed != 7 || res.records[0].Kinds["enospc"] != 2 || len(res.records[0].Violations) != 1 {
+		t.Fatalf("records: %+v", res.records)
+	}
+	sec := renderSimulation(&simRun{Command: "cmd", Records: res.records})
+	for _, want := range []string{"| sequences | 2, 1 with a violation, 1 without |", "| `enospc` |", "§6.8.1", "| 1 | 7 |"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("section lacks %q:\n%s", want, sec)
+		}
+	}
+	page := "# Reliability\n\nbody\n"
+	once := spliceSimulation(page, sec)
+	twice := spliceSimulation(once, strings.Replace(sec, "cmd", "cmd2", 1))
+	if !strings.HasPrefix(twice, page) || strings.Count(twice, simBegin) != 1 || !strings.Contains(twice, "cmd2") {
+		t.Errorf("splice:\n%s", twice)
+	}
+	if keptSimulation(twice) == "" || !strings.HasSuffix(twice, keptSimulation(twice)) {
+		t.Errorf("kept section does not round-trip")
+	}
+}
