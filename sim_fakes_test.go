@@ -219,7 +219,7 @@ type child struct {
 func (c child) String() string { return fmt.Sprintf("%s pid %d exe %s", c.service, c.pid, c.exe) }
 
 // childrenOf walks /proc for the processes whose parent is pid.
-func childrenOf(pid int) []child {
+func simChildrenOf(pid int) []child {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	var out []child
 	for _, f := range stats {

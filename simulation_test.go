@@ -718,7 +718,7 @@ func (r *simRun) sample() (stop func()) {
 				continue
 			}
 			by := map[string][]child{}
-			for _, c := range childrenOf(p.cmd.Process.Pid) {
+			for _, c := range simChildrenOf(p.cmd.Process.Pid) {
 				if c.service != "" {
 					by[c.service] = append(by[c.service], c)
 				}
@@ -757,7 +757,7 @@ func (r *simRun) tempsCleanedAtStart(p *proc, left []string) {
 	// Once the new instance runs a service its start is over (a start-time
 	// fetch, which also cleans, comes before); then a second of grace.
 	up := func() bool {
-		return exited(p) || slices.ContainsFunc(childrenOf(p.cmd.Process.Pid), func(c child) bool { return c.service != "" })
+		return exited(p) || slices.ContainsFunc(simChildrenOf(p.cmd.Process.Pid), func(c child) bool { return c.service != "" })
 	}
 	if !r.pollUntil(10*time.Second, up) || exited(p) {
 		return
@@ -852,7 +852,7 @@ func (r *simRun) step(st simStep) {
 			return
 		}
 		hit := false
-		for _, c := range childrenOf(r.p.cmd.Process.Pid) {
+		for _, c := range simChildrenOf(r.p.cmd.Process.Pid) {
 			if c.service == st.Arg {
 				syscall.Kill(c.pid, sig)
 				r.note("  %s sent to %s", sig, c)
@@ -953,7 +953,7 @@ func (r *simRun) stop(when string) {
 		return
 	}
 	r.awaitBegun()
-	live := childrenOf(p.cmd.Process.Pid)
+	live := simChildrenOf(p.cmd.Process.Pid)
 	sent := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM) // when it has just ended, p.done says how
 	select {
@@ -1080,7 +1080,7 @@ func (r *simRun) checkServices(want string) []string {
 	} else if rel != want {
 		bad = append(bad, fmt.Sprintf("inv2: current is %s, want v%s", cur, want))
 	}
-	kids := childrenOf(r.p.cmd.Process.Pid)
+	kids := simChildrenOf(r.p.cmd.Process.Pid)
 	byName := map[string][]child{}
 	for _, c := range kids {
 		if c.service != "" {
