@@ -54,7 +54,22 @@ func (c *createServiceCmd) AfterApply(kctx *kong.Context) error {
 	return nil
 }
 
-func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error {
+func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) error {
+	// A stop signal is caught from here: the command finishes or undoes the
+	// step it is in (every write is atomic), then exits 130 (SPEC §6.8).
+	stop := newStopper(log.WithField("component", "signals"))
+	defer stop.close()
+	err := c.run(g, log, stop)
+	if errors.Is(err, errInterrupted) {
+		return interrupted(stop)
+	}
+	return err
+}
+
+// errInterrupted says a stop signal undid the command.
+var errInterrupted = errors.New("interrupted")
+
+func (c *createServiceCmd) run(g *Globals, log *logrus.Logger, stop *stopper) error {
 	lg := log.WithField("component", "create-service")
 	usage := func(format string, args ...any) error {
 		return &exitError{code: 2, err: fmt.Errorf(format, args...)}
@@ -83,7 +98,7 @@ func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sin
 	if err := os.MkdirAll(h.root, 0o755); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
-	lockCtx, cancel := context.WithTimeout(context.Background(), configLockWait)
+	lockCtx, cancel := context.WithTimeout(stop.Context(), configLockWait)
 	lock, err := upgrade.WaitLock(lockCtx, h.configLock())
 	cancel()
 	if err != nil {
@@ -155,6 +170,17 @@ func (c *createServiceCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sin
 		if s, ok := loaded.Service(name); !ok || !slices.Equal(s.Args, args) || s.Dir != svcDir {
 			err = fmt.Errorf("service %q does not read back as written", name)
 		}
+	}
+	if err == nil && stop.Context().Err() != nil {
+		// Stopped while it worked: undo, so that the exit (130) and the
+		// files agree.
+		err = errInterrupted
+	}
+	if errors.Is(err, errInterrupted) {
+		if uerr := undo(old, created); uerr != nil {
+			return fmt.Errorf("interrupted, and undoing the change failed: %w", uerr)
+		}
+		return err
 	}
 	if err != nil {
 		if uerr := undo(old, created); uerr != nil {

@@ -390,3 +390,31 @@ func TestKeyringPasswordApply(t *testing.T) {
 		t.Error("a nil keyringPassword must do nothing")
 	}
 }
+
+// A stop signal at the password prompt (SPEC §6.8 point 5): the prompt is
+// cancelled, the terminal's echo comes back, nothing starts, exit 0.
+func TestKeyringPasswordPromptIsCancellable(t *testing.T) {
+	master, slave := openPTY(t)
+	h := keyringHome(t)
+	p := startWith(t, slave, nil, "--directory", h.dir, "start", "--enter-keyring-password")
+	go io.Copy(io.Discard, master)
+	p.waitLog("Keyring password: ")
+	p.waitFor("echo off", func() bool {
+		tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+		return err == nil && tio.Lflag&unix.ECHO == 0
+	})
+	p.signal(syscall.SIGINT)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d after SIGINT at the prompt, want 0", code)
+	}
+	tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil || tio.Lflag&unix.ECHO == 0 {
+		t.Errorf("the terminal's echo was not restored (%v)", err)
+	}
+	if n := len(h.stdinRecords("signer")); n != 0 {
+		t.Errorf("a service started after the prompt was cancelled")
+	}
+	if _, err := os.Lstat(filepath.Join(h.root(), "lavavisor.sock")); err == nil {
+		t.Error("control socket left")
+	}
+}

@@ -304,7 +304,7 @@ func TestLogsSurviveRestartsAndReloads(t *testing.T) {
 	if want := "[1 first start 2 restarted 3 then killed 4 after the reload]"; fmt.Sprint(got) != want {
 		t.Errorf("provider-eth's ring = %q, want %q", got, want)
 	}
-	if s.Logs("provider-eth") != s.Logs("provider-eth") {
+	if a, b := s.Logs("provider-eth"), s.Logs("provider-eth"); a != b {
 		t.Error("Logs makes a new ring each time")
 	}
 	if got := s.Logs("sidecar").Last(10); len(got) != 0 {
