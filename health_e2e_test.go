@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -205,4 +206,66 @@ func launchPod(t *testing.T, h *testHome, rs *releaseServer, addr string) *proc 
 		"--health-start-period", "2s", "--health-failures", "2",
 		"--", "lavap", "rpcprovider", "pod.yml")
 	return p
+}
+
+func TestServiceRestartWaitHealthy(t *testing.T) {
+	h, base := healthHome(t)
+	b1, _ := h.healthService("p1", "*=after=700ms", "")
+	b2, addr2 := h.healthService("p2", "*=fail", "start-period: 1s")
+	h.config(base + b1 + b2)
+	p := h.start("start")
+	p.waitFor("p1 healthy", func() bool { return healthOf(t, h, "p1") == "healthy" })
+	code, out := h.ctl("service", "restart", "--wait-healthy", "p1")
+	if code != 0 || !strings.Contains(out, "p1 restarted") || !strings.Contains(out, ", healthy") {
+		t.Fatalf("restart --wait-healthy p1: exit %d\n%s", code, out)
+	}
+	if got := healthOf(t, h, "p1"); got != "healthy" {
+		t.Errorf("p1 is %q right after restart --wait-healthy returned", got)
+	}
+	code, out = h.ctl("service", "restart", "--wait-healthy", "p2")
+	want := fmt.Sprintf("not healthy within its start period (health: GET http://%s/health: 503)", addr2)
+	if code != 1 || !strings.Contains(out, want) {
+		t.Errorf("restart --wait-healthy of a failing service: exit %d\n%s\nwant %q", code, out, want)
+	}
+}
+
+// Exec checks go through the one reaper: as PID 1, with exec checks every
+// 100 ms, the services' own exit codes stay right and no check is left a
+// zombie.
+func TestExecChecksAsPID1KeepExitCodes(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare is required (util-linux)")
+	}
+	h := newTestHome(t)
+	h.place("6.2.5")
+	h.link("6.2.5")
+	check := "health:\n  exec: [/bin/sh, -c, \"exit 0\"]\n  start-interval: 100ms\n  interval: 100ms\n  timeout: 1s\n  start-period: 1s\n"
+	h.config("node: file:///x.yml\nservices:\n" +
+		h.service("exits3", "restart: on-failure\n"+check, "FAKE_EXIT=3", "FAKE_DELAY=700ms") +
+		h.service("keeps", check))
+	p := startProc(t, "unshare", "--fork", "--pid", "--mount-proc", "--kill-child", lavavisorBin, "--directory", h.dir, "start")
+	// exits3 is restarted by its policy (on-failure, exit 3): three rounds,
+	// each with exec checks running beside it.
+	p.waitFor("exits3 ended three times with exit code 3", func() bool { return strings.Count(p.out.String(), `exit="exit code 3"`) >= 3 })
+	if strings.Contains(p.out.String(), `exit="exit code 0"`) {
+		// Only the checks exit 0: a service reported so got a check's status.
+		t.Error("a service exit was reported with a check's status")
+	}
+	if strings.Contains(p.out.String(), "service unhealthy") {
+		t.Error("a check that exits 0 was reported as failing: its status went to the wrong waiter")
+	}
+	var pid1 int
+	p.waitFor("lavavisor's pid", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.cmd.Process.Pid, p.cmd.Process.Pid))
+		_, err := fmt.Sscan(string(b), &pid1)
+		return err == nil
+	})
+	p.waitFor("keeps healthy", func() bool { return strings.Contains(p.out.String(), "service healthy") })
+	p.waitFor("no zombie left", func() bool { return zombiesOf(pid1) == 0 })
+	if err := syscall.Kill(pid1, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
 }

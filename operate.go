@@ -119,7 +119,9 @@ func (s *session) serviceCommand(ctx context.Context, req control.Request, sup *
 		case control.CmdRestart:
 			var started supervisor.Started
 			if started, err = sup.Restart(ctx, name, false); err == nil {
-				done = append(done, fmt.Sprintf("%s restarted (pid %d)", name, started.PID))
+				if err = waitHealthy(ctx, req, started); err == nil {
+					done = append(done, fmt.Sprintf("%s restarted (pid %d)%s", name, started.PID, healthySuffix(req, started)))
+				}
 			}
 		case control.CmdStop:
 			if err = sup.Hold(ctx, name); err == nil {
@@ -128,7 +130,9 @@ func (s *session) serviceCommand(ctx context.Context, req control.Request, sup *
 		case control.CmdStart:
 			var started supervisor.Started
 			if started, err = sup.Unhold(ctx, name); err == nil {
-				done = append(done, fmt.Sprintf("%s started (pid %d)", name, started.PID))
+				if err = waitHealthy(ctx, req, started); err == nil {
+					done = append(done, fmt.Sprintf("%s started (pid %d)%s", name, started.PID, healthySuffix(req, started)))
+				}
 			}
 		}
 		if err != nil {
@@ -149,6 +153,37 @@ func (s *session) serviceCommand(ctx context.Context, req control.Request, sup *
 		return control.Failed(errors.New(msg))
 	}
 	return control.Done(strings.Join(done, "\n"))
+}
+
+// waitHealthy waits, with --wait-healthy, for the new process to be seen
+// healthy within its start period; a service without a check is healthy
+// once it runs.
+func waitHealthy(ctx context.Context, req control.Request, st supervisor.Started) error {
+	if !req.WaitHealthy || st.Health == nil {
+		return nil
+	}
+	select {
+	case <-st.Health.Healthy():
+		return nil
+	case <-st.Health.StartPeriodOver():
+		select {
+		case <-st.Health.Healthy():
+			return nil
+		default:
+		}
+		return fmt.Errorf("pid %d started but was not healthy within its start period (health: %s)", st.PID, st.Health.Status().LastError)
+	case <-st.Early:
+		return fmt.Errorf("pid %d exited before it was healthy", st.PID)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func healthySuffix(req control.Request, st supervisor.Started) string {
+	if req.WaitHealthy && st.Health != nil {
+		return ", healthy"
+	}
+	return ""
 }
 
 // resolveNames checks the names asked for against the configured services.
@@ -267,9 +302,10 @@ type serviceCmd struct {
 }
 
 type serviceRestartCmd struct {
-	Names []string `arg:"" optional:"" name:"name" help:"Services to restart."`
-	All   bool     `help:"Every service."`
-	Wait  bool     `help:"Wait for an upgrade in progress instead of refusing."`
+	Names       []string `arg:"" optional:"" name:"name" help:"Services to restart."`
+	All         bool     `help:"Every service."`
+	Wait        bool     `help:"Wait for an upgrade in progress instead of refusing."`
+	WaitHealthy bool     `name:"wait-healthy" help:"Done once each new process is healthy (its health check passes), not only started."`
 }
 
 type serviceStopCmd struct {
@@ -279,12 +315,13 @@ type serviceStopCmd struct {
 }
 
 type serviceStartCmd struct {
-	Names []string `arg:"" name:"name" help:"Held services to start."`
-	Wait  bool     `help:"Wait for an upgrade in progress instead of refusing."`
+	Names       []string `arg:"" name:"name" help:"Held services to start."`
+	Wait        bool     `help:"Wait for an upgrade in progress instead of refusing."`
+	WaitHealthy bool     `name:"wait-healthy" help:"Done once each new process is healthy, not only started."`
 }
 
 func (c *serviceRestartCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdRestart, Services: c.Names, All: c.All, Wait: c.Wait}, false)
+	return ask(g, control.Request{Command: control.CmdRestart, Services: c.Names, All: c.All, Wait: c.Wait, WaitHealthy: c.WaitHealthy}, false)
 }
 
 func (c *serviceStopCmd) Run(g *Globals) error {
@@ -292,7 +329,7 @@ func (c *serviceStopCmd) Run(g *Globals) error {
 }
 
 func (c *serviceStartCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdStart, Services: c.Names, Wait: c.Wait}, false)
+	return ask(g, control.Request{Command: control.CmdStart, Services: c.Names, Wait: c.Wait, WaitHealthy: c.WaitHealthy}, false)
 }
 
 type reloadCmd struct{}

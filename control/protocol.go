@@ -33,6 +33,9 @@ type Request struct {
 	// Wait queues a command that would race an upgrade in progress instead
 	// of refusing it.
 	Wait bool `json:"wait,omitempty"`
+	// WaitHealthy: a service restart or start is done once the new process
+	// is healthy (SPEC §7), not only started.
+	WaitHealthy bool `json:"wait_healthy,omitempty"`
 	// Upgrade: To moves to that release; Force allows it below the minimum;
 	// Follow drops an operator's pin.
 	To     string `json:"to,omitempty"`
