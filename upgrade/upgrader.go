@@ -662,7 +662,9 @@ func (u *Upgrader) linkSystem() {
 	msg := ""
 	if err := u.Installer.LinkSystem(running); err != nil {
 		msg = err.Error()
-		if msg != was {
+		if was == "" {
+			// Once per failure, not at every poll (the message names a
+			// new temporary file each time).
 			u.Log.WithError(err).Warn("system-path link not made (a convenience for your shell: the services are not affected); retrying at every poll")
 		}
 	} else if was != "" {
