@@ -158,8 +158,13 @@ func TestStartEndsWhenEveryServiceEnded(t *testing.T) {
 		h.place("6.2.5")
 		h.link("6.2.5")
 		h.config("node: file:///x.yml\nrestart: never\nservices:\n" + h.service("a", "", "FAKE_EXIT=0") + h.service("b", "", "FAKE_EXIT="+c.codes))
-		if code, out := runLavavisor(t, "--directory", h.dir, "start"); code != c.want {
+		code, out := runLavavisor(t, "--directory", h.dir, "start")
+		if code != c.want {
 			t.Errorf("exit codes 0,%s: lavavisor exit %d, want %d\n%s", c.codes, code, c.want, out)
+		}
+		// Nothing was stopped: no "stopping services ... waiting_for=nothing".
+		if strings.Contains(out, "stopping services") || !strings.Contains(out, "every service has ended") {
+			t.Errorf("misleading end of run:\n%s", out)
 		}
 	}
 }
