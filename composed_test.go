@@ -502,3 +502,35 @@ func TestExecFailureRollbackAndQuietState(t *testing.T) {
 		t.Errorf("bad mark reason %q", r)
 	}
 }
+
+// A start on a full disk after LavaVisor was killed mid-upgrade: the
+// interrupted upgrade is undone (services on the release that ran) and the
+// services start; the record is written once there is room. Found by the
+// simulation (seed 149): it used to exit 1, "cannot run", leaving no service.
+func TestStartOnAFullDiskResumesAndRuns(t *testing.T) {
+	h := newTestHome(t)
+	fault := mountHome(t, h)
+	if !strings.HasPrefix(fault.kind, "tmpfs") {
+		t.Fatalf("this test needs a real full disk (root and mount): %s", fault.kind)
+	}
+	h.place("6.2.5")
+	h.place("6.2.6")
+	h.link("6.2.6") // killed after the swap
+	h.versions("6.2.5", "6.2.5")
+	journal := `{"journal":{"from":"6.2.5","to":"6.2.6","step":"restart","moved":["p1"],"started":"2026-12-01T00:00:00Z","updated":"2026-12-01T00:00:00Z"}}`
+	if err := os.WriteFile(filepath.Join(h.root(), "state.json"), []byte(journal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.config(fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nlink: none\nservices:\n", h.dir) + h.service("p1", ""))
+	fault.on()
+	p := h.start("start")
+	p.waitFor("p1 runs 6.2.5", func() bool { return h.lastStartVersion("p1") == "6.2.5" && h.live("p1") == 1 })
+	if h.currentTag() != "v6.2.5" {
+		t.Errorf("current = %s, want v6.2.5", h.currentTag())
+	}
+	fault.off()
+	p.waitFor("the interrupted upgrade recorded", func() bool {
+		b, _ := os.ReadFile(filepath.Join(h.root(), "state.json"))
+		return strings.Contains(string(b), `"interrupted"`) && !strings.Contains(string(b), `"journal"`)
+	})
+}

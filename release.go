@@ -230,7 +230,12 @@ func resumeJournal(st *upgrade.StateFile, in *upgrade.Installer, log *logrus.Ent
 	}
 	log.Warn("an upgrade was interrupted (LavaVisor was stopped or killed); back on the release that was running, deciding again")
 	rec := upgrade.UpgradeRecord{From: j.From, To: j.To, Result: "interrupted", At: time.Now().UTC()}
-	return st.Update(func(s *upgrade.State) { s.Journal = nil; s.LastUpgrade = &rec })
+	// A full disk must not keep the services from starting: the record
+	// stays in memory and the upgrader writes it at its next poll.
+	if err := st.Update(func(s *upgrade.State) { s.Journal = nil; s.LastUpgrade = &rec }); err != nil {
+		log.WithError(err).Error("record the interrupted upgrade; state.json is written again at every poll")
+	}
+	return nil
 }
 
 // pinVersion is the pin setting as a version; zero when unset.

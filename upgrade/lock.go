@@ -174,10 +174,13 @@ func tryFlock(f *os.File, path string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := writePID(f); err != nil {
+	if err := writePID(f); err != nil && !errors.Is(err, unix.ENOSPC) {
 		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 		return nil, fmt.Errorf("lock %s: write pid: %w", path, err)
 	}
+	// On a full disk the lock holds without its pid (which only names the
+	// holder in a second instance's message): a full disk must not keep the
+	// services from starting.
 	return &Lock{f: f, path: path}, nil
 }
 
