@@ -534,3 +534,34 @@ func TestStartOnAFullDiskResumesAndRuns(t *testing.T) {
 		return strings.Contains(string(b), `"interrupted"`) && !strings.Contains(string(b), `"journal"`)
 	})
 }
+
+// A reload during an upgrade and a chain change queued behind it: the next
+// decision uses the reloaded pin, whichever of the two the upgrader sees
+// first (found by the simulation, seed 353: it moved past the pin).
+func TestReloadedPinWinsOverAQueuedChainChange(t *testing.T) {
+	h := upgradeHome(t, nil, "min-uptime: 2s\n")
+	h.place("6.2.6")
+	h.place("6.2.7")
+	p := h.start("start")
+	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
+	p.waitLog("polling the chain")
+	h.versions("6.2.5", "6.2.6")
+	p.waitFor("p1 moved, in probation", func() bool { return h.lastStartVersion("p1") == "6.2.6" })
+	cfg, _ := os.ReadFile(filepath.Join(h.root(), "config.yml"))
+	h.config(strings.Replace(string(cfg), "services:\n", "pin: 6.2.6\nservices:\n", 1))
+	p.signal(syscall.SIGHUP)
+	p.waitLog("SIGHUP: config.yml applied")
+	h.versions("6.2.5", "6.2.7")
+	p.waitFor("the 6.2.7 change seen", func() bool { return strings.Contains(p.out.String(), "provider_target=6.2.7") })
+	p.waitLog("upgrade done")
+	// The reload's settings are taken before the next decision: had the
+	// queued chain change been decided first, "wanted=6.2.7" would be logged
+	// before this line.
+	p.waitLog("config reloaded: deciding again")
+	if strings.Contains(p.out.String(), "wanted=6.2.7") {
+		t.Error("an upgrade to 6.2.7 was decided despite pin: 6.2.6")
+	}
+	if h.lastStartVersion("p1") != "6.2.6" || h.lastStartVersion("p2") != "6.2.6" || h.currentTag() != "v6.2.6" {
+		t.Errorf("moved past the pin: p1 %s p2 %s current %s", h.lastStartVersion("p1"), h.lastStartVersion("p2"), h.currentTag())
+	}
+}

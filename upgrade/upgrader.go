@@ -197,14 +197,13 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			// latest-wins channel: only the newest is acted on.
 			latest, retry, delay = &snap, nil, u.Interval
 		case s := <-u.reconfc:
-			u.Settings = s
-			u.Installer.Fetcher, u.Installer.SystemLink = s.Fetcher, s.SystemLink
-			u.Log.Info("config reloaded: deciding again with the new settings")
+			u.apply(s)
 			retry, delay = nil, u.Interval
 			u.repairLinks()
 		case <-u.decidec:
 			retry = nil
 		case op := <-u.opc:
+			u.takeSettings()
 			u.setBusy(true)
 			msg, err := u.operate(ctx, op.Op, latest)
 			u.setBusy(false)
@@ -224,6 +223,9 @@ func (u *Upgrader) Run(ctx context.Context) error {
 		if latest == nil || retry != nil {
 			continue
 		}
+		// A reload that came during the last upgrade applies before this
+		// decision, whichever of the two the select above picked first.
+		u.takeSettings()
 		u.setBusy(true)
 		err := u.attempt(ctx, *latest)
 		u.setBusy(false)
@@ -235,6 +237,22 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			retry = time.After(delay)
 			delay = min(2*delay, u.MaxRetry)
 		}
+	}
+}
+
+// apply makes s the settings of the next decision.
+func (u *Upgrader) apply(s Settings) {
+	u.Settings = s
+	u.Installer.Fetcher, u.Installer.SystemLink = s.Fetcher, s.SystemLink
+	u.Log.Info("config reloaded: deciding again with the new settings")
+}
+
+// takeSettings applies a reload's settings waiting to be taken, if any.
+func (u *Upgrader) takeSettings() {
+	select {
+	case s := <-u.reconfc:
+		u.apply(s)
+	default:
 	}
 }
 
