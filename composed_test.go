@@ -565,3 +565,21 @@ func TestReloadedPinWinsOverAQueuedChainChange(t *testing.T) {
 		t.Errorf("moved past the pin: p1 %s p2 %s current %s", h.lastStartVersion("p1"), h.lastStartVersion("p2"), h.currentTag())
 	}
 }
+
+// A change of the chain's versions lifts a bad mark, also when they come back
+// to those the release was marked under (found by the simulation, seed 285:
+// a flapping chain back at 6.3.0 never retried it).
+func TestChainChangeLiftsBadMarkEvenBackToTheSameVersions(t *testing.T) {
+	h := upgradeHome(t, nil, "")
+	h.placeCrashing("6.2.6")
+	p := h.start("start")
+	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 })
+	p.waitLog("polling the chain")
+	h.versions("6.2.5", "6.2.6")
+	p.waitFor("first rollback", func() bool { return strings.Count(p.out.String(), "rolled back;") == 1 })
+	h.versions("6.2.5", "6.2.5")
+	p.waitLog("releases marked bad may be tried again")
+	h.versions("6.2.5", "6.2.6")
+	p.waitFor("6.2.6 tried again", func() bool { return strings.Count(p.out.String(), "rolled back;") == 2 })
+	p.waitFor("p1 back on 6.2.5", func() bool { return h.lastStartVersion("p1") == "6.2.5" && h.live("p1") == 1 })
+}

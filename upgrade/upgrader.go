@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -195,6 +196,9 @@ func (u *Upgrader) Run(ctx context.Context) error {
 		case snap := <-u.Updates:
 			// Changes that arrived during an upgrade queue in the poller's
 			// latest-wins channel: only the newest is acted on.
+			if latest != nil && snap.Versions != latest.Versions {
+				u.liftBadMarks()
+			}
 			latest, retry, delay = &snap, nil, u.Interval
 		case s := <-u.reconfc:
 			u.apply(s)
@@ -245,6 +249,25 @@ func (u *Upgrader) apply(s Settings) {
 	u.Settings = s
 	u.Installer.Fetcher, u.Installer.SystemLink = s.Fetcher, s.SystemLink
 	u.Log.Info("config reloaded: deciding again with the new settings")
+}
+
+// liftBadMarks forgets the bad marks once the chain's versions changed
+// (SPEC §6.6): a release marked bad is tried again after a change, also when
+// the versions come back to those it was marked under.
+func (u *Upgrader) liftBadMarks() {
+	bad := u.State.Get().Bad
+	if len(bad) == 0 {
+		return
+	}
+	var names []string
+	for v := range bad {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	if err := u.State.Update(func(s *State) { s.Bad = nil }); err != nil {
+		u.Log.WithError(err).Error("record the lifted bad marks; state.json is written again at every poll")
+	}
+	u.Log.WithField("releases", strings.Join(names, ",")).Info("the chain's versions changed: releases marked bad may be tried again")
 }
 
 // takeSettings applies a reload's settings waiting to be taken, if any.
