@@ -68,10 +68,11 @@ var notFaults = map[string]bool{"chain-up": true, "chain-down": true, "server-go
 // FAKE_HEALTH says for the release it is.
 const (
 	simHealthBlock = "    health:\n      http: http://%s/health\n      start-interval: 100ms\n      interval: 200ms\n      timeout: 1s\n      start-period: 1500ms\n      failures: 2\n"
-	// Flapping: healthy 1.2 s, unhealthy 1.2 s, and so on: its first
-	// unhealthy spell outlasts the start-period and failures × interval, so
-	// that restart-after (300 ms) fires in it.
-	simFlap         = "flap=1200ms"
+	// Flapping: healthy 1.5 s, unhealthy 1.5 s, and so on: its first
+	// unhealthy spell begins as the start-period ends and outlasts failures
+	// × interval + restart-after (300 ms), so that restart-after fires in it
+	// (about 2.1 s after the start), and the window lasts 3 to 4 s.
+	simFlap         = "flap=1500ms"
 	simRestartAfter = 300 * time.Millisecond
 )
 
@@ -162,9 +163,6 @@ func (q simSequence) kinds() map[string]int {
 		if s.Ignore {
 			m["svc-ignore"]++
 		}
-	}
-	if q.Config.Unhealthy != "" {
-		m["health-unhealthy"]++ // the failing release is there for the whole sequence
 	}
 	return m
 }
@@ -261,7 +259,12 @@ func genSequence(seed uint64) simSequence {
 
 		var steps []simStep
 		at := time.Duration(0)
-		if rng.IntN(5) != 0 {
+		switch {
+		case cfg.Unhealthy != "" && rng.IntN(2) == 0:
+			// The trigger is the release that runs but never serves.
+			min, target = pickMin(cfg.Unhealthy), cfg.Unhealthy
+			steps = append(steps, simStep{Kind: "health-unhealthy", Arg: min + ".." + target, Raw: versionsBody(min, target)})
+		case rng.IntN(5) != 0:
 			steps = append(steps, chain(0, "chain-up", true))
 		}
 		n := 4 + rng.IntN(4)
@@ -352,7 +355,7 @@ func genSequence(seed uint64) simSequence {
 					}
 				}
 				st.Arg = cands[rng.IntN(len(cands))]
-				st.Until = at + ms(2500, 3500)
+				st.Until = at + ms(3000, 4000)
 			case "op-stop":
 				var cands []string
 				for _, s := range cfg.Services {
@@ -654,8 +657,9 @@ type simRun struct {
 
 	// Health: each service's endpoint, and the services whose release
 	// flaps (a health-flap window open).
-	ports    map[string]string
-	flapping map[string]bool
+	ports     map[string]string
+	flapping  map[string]bool
+	flapSince time.Time
 
 	// The operator's commands (issue 13), run over the CLI while the
 	// sequence goes on, and what LavaVisor accepted of them.
@@ -1056,8 +1060,16 @@ func (r *simRun) step(st simStep) {
 		// reload restarts it), or stops.
 		if st.Kind == "health-flap" {
 			r.flapping[st.Arg] = true
+			r.flapSince = time.Now()
 		} else {
 			delete(r.flapping, st.Arg)
+			n := 0
+			for _, e := range r.timelines() {
+				if e.service == st.Arg && e.kind == "start" && e.at.After(r.flapSince) {
+					n++
+				}
+			}
+			r.note("  %s started %d times while its release flapped (the reload, upgrades, restart-after %s)", st.Arg, n, r.cfg.RestartAfter)
 		}
 		r.reload()
 	case "op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback":
@@ -1405,6 +1417,13 @@ func (r *simRun) checkConverged(opPin string) []string {
 		if w.tried && !tried {
 			bad = append(bad, fmt.Sprintf("inv3: chain at %s..%s since %.2fs (a change, which lifts a bad mark): %s never tried", r.min, r.target, time.Since(r.cleared).Seconds(), w.avoid))
 		}
+		if tried && w.avoid == r.cfg.Unhealthy && rel != w.avoid {
+			// Rolled back like a crashing release: marked bad, for its
+			// health check (SPEC §7).
+			if m := r.badMark(w.avoid); !strings.Contains(m, "health") {
+				bad = append(bad, fmt.Sprintf("health: %s, whose health check fails, was tried and left, but state.json marks it bad with reason %q, want one naming the health check", w.avoid, m))
+			}
+		}
 	}
 	if !slices.Contains(simGood, rel) {
 		bad = append(bad, fmt.Sprintf("inv2: current is %q, not a good release", cur))
@@ -1424,6 +1443,20 @@ func (r *simRun) checkConverged(opPin string) []string {
 		}
 	}
 	return bad
+}
+
+// badMark is the reason of state.json's bad mark on release v ("" none).
+func (r *simRun) badMark(v string) string {
+	var st struct {
+		Bad map[string]struct {
+			Reason string `json:"reason"`
+		} `json:"bad"`
+	}
+	b, _ := os.ReadFile(filepath.Join(r.root, "state.json"))
+	if json.Unmarshal(b, &st) != nil {
+		return ""
+	}
+	return st.Bad[v].Reason
 }
 
 // verified: the release's binary has the sha256 of its manifest.
@@ -1521,7 +1554,11 @@ func (r *simRun) timelines() []simEvent {
 func (r *simRun) report() {
 	t := r.t
 	var b strings.Builder
-	fmt.Fprintf(&b, "sequence %d failed: replay with LAVAVISOR_SIM_SEED=%d LAVAVISOR_SIM_SEQUENCES=1 go test -run TestSimulationComposedFaults .\n", r.q.Seed, r.q.Seed)
+	verdict := "failed"
+	if len(r.violations) == 0 {
+		verdict = "passed"
+	}
+	fmt.Fprintf(&b, "sequence %d %s: replay with LAVAVISOR_SIM_SEED=%d LAVAVISOR_SIM_SEQUENCES=1 go test -run TestSimulationComposedFaults .\n", r.q.Seed, verdict, r.q.Seed)
 	cfg, _ := json.Marshal(r.q.Config)
 	fmt.Fprintf(&b, "config at start: %s; 6.2.6 placed: %v; link folder kept missing: %v; final chain %s..%s\n", cfg, r.q.Placed626, r.q.LinkPersist, r.q.FinalMin, r.q.FinalTarget)
 	b.WriteString("events:\n")
@@ -1761,6 +1798,7 @@ func (r *simRun) releaseOps() {
 	names := slices.Sorted(maps.Keys(r.op.held))
 	names = append(names, slices.Sorted(maps.Keys(r.op.maybe))...)
 	pinned := !slices.Equal(r.op.pins, []string{""})
+	r.op.held = map[string]bool{} // from now on they may run
 	r.opMu.Unlock()
 	for _, n := range names {
 		if !r.cfg.has(n) {
