@@ -460,6 +460,10 @@ func genSequence(seed uint64) simSequence {
 			if kind == "op-restart" {
 				st.Arg = cfg.Services[rng.IntN(len(cfg.Services))].Name
 			}
+			if strings.HasPrefix(kind, "op-") && rng.IntN(3) == 0 {
+				// Queued behind an upgrade in progress instead of refused.
+				st.Arg = strings.TrimSpace(st.Arg + " --wait")
+			}
 			if kind == "hup-env" {
 				i := rng.IntN(len(cfg.Services))
 				cfg.Services[i].Gen++
@@ -1647,23 +1651,24 @@ func simUnknown(code int, out string) bool {
 // what LavaVisor accepted of it.
 func (r *simRun) operate(st simStep) {
 	var args []string
-	name := st.Arg
+	name := simOpName(st)
 	switch st.Kind {
 	case "op-stop":
-		args = []string{"service", "stop", name}
+		args = []string{"service", "stop"}
 	case "op-start":
-		args = []string{"service", "start", name}
+		args = []string{"service", "start"}
 	case "op-restart":
-		args = []string{"service", "restart", name}
+		args = []string{"service", "restart"}
 	case "op-upgrade":
 		args = []string{"upgrade"}
 	case "op-to":
-		args = append([]string{"upgrade", "--to"}, strings.Fields(st.Arg)...)
+		args = []string{"upgrade", "--to"}
 	case "op-follow":
 		args = []string{"upgrade", "--follow"}
 	case "op-rollback":
 		args = []string{"rollback"}
 	}
+	args = append(args, strings.Fields(st.Arg)...)
 	r.opMu.Lock()
 	wasHeld := st.Kind == "op-start" && r.op.held[name]
 	if wasHeld {
@@ -1681,12 +1686,20 @@ func (r *simRun) operate(st simStep) {
 	}()
 }
 
+// simOpName is the service or release a command names ("" none).
+func simOpName(st simStep) string {
+	if f := strings.Fields(st.Arg); len(f) > 0 && !strings.HasPrefix(f[0], "--") {
+		return f[0]
+	}
+	return ""
+}
+
 // settle applies the answer to a command to what the simulation expects.
 func (r *simRun) settle(st simStep, code int, out string, wasHeld, diskFull bool) {
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
 	o := &r.op
-	name := st.Arg
+	name := simOpName(st)
 	unknown := simUnknown(code, out)
 	addPin := func(p string) {
 		if !slices.Contains(o.pins, p) {
@@ -1719,7 +1732,7 @@ func (r *simRun) settle(st simStep, code int, out string, wasHeld, diskFull bool
 			delete(o.maybe, name)
 		}
 	case "op-to":
-		v := strings.Fields(st.Arg)[0]
+		v := name
 		if code == 0 && strings.Contains(out, "pinned until") {
 			o.pins, accepted = []string{v}, true
 		} else if unknown {
