@@ -1155,7 +1155,7 @@ func (r *simRun) step(st simStep) {
 // a signal arrived before LavaVisor handled it.
 func (r *simRun) exitedByItself() {
 	code := r.p.code
-	r.note("lavavisor pid %d exited by itself with %d", r.p.cmd.Process.Pid, code)
+	r.note("lavavisor pid %d exited by itself with %d; its last lines:\n%s", r.p.cmd.Process.Pid, code, lastLines(r.p.out.String(), 8))
 	switch {
 	case code > 128:
 		r.violate("exit: lavavisor killed by signal %d, sent %s after its start (a signal before it handles signals)", code-128, r.lastSignalAfterStart())
@@ -1212,7 +1212,13 @@ func (r *simRun) stop(when string) {
 		<-p.done
 	}
 	r.note("%s: exit %d after %.2fs", when, p.code, time.Since(sent).Seconds())
-	if p.code != 0 {
+	switch {
+	case p.code == 1 && r.diskFull && strings.Contains(p.out.String(), "lavavisor cannot run"):
+		// It gave up by itself on the full disk as the SIGTERM came: the
+		// answer exitedByItself accepts.
+		r.note("  it had given up by itself on the full disk:\n%s", lastLines(p.out.String(), 3))
+	case p.code != 0:
+		r.note("  its last lines:\n%s", lastLines(p.out.String(), 8))
 		r.violate("inv5: %s: exit %d after SIGTERM, want 0", when, p.code)
 	}
 	filepath.Walk(r.root, func(path string, fi os.FileInfo, err error) error {
@@ -1833,4 +1839,13 @@ func (r *simRun) releaseOps() {
 	r.opMu.Lock()
 	r.op.held, r.op.maybe, r.op.pins = map[string]bool{}, map[string]bool{}, []string{""}
 	r.opMu.Unlock()
+}
+
+// lastLines is the end of a LavaVisor's output, for the trace.
+func lastLines(out string, n int) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "          | " + strings.Join(lines, "\n          | ")
 }
