@@ -1065,15 +1065,9 @@ func (r *simRun) step(st simStep) {
 		if st.Kind == "health-flap" {
 			r.flapping[st.Arg] = true
 			r.flapSince = time.Now()
-		} else {
+		} else if r.flapping[st.Arg] {
 			delete(r.flapping, st.Arg)
-			n := 0
-			for _, e := range r.timelines() {
-				if e.service == st.Arg && e.kind == "start" && e.at.After(r.flapSince) {
-					n++
-				}
-			}
-			r.note("  %s started %d times while its release flapped (the reload, upgrades, restart-after %s)", st.Arg, n, r.cfg.RestartAfter)
+			r.checkFlapped(st.Arg)
 		}
 		r.reload()
 	case "op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback":
@@ -1848,4 +1842,44 @@ func lastLines(out string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "          | " + strings.Join(lines, "\n          | ")
+}
+
+// simFlapRestart bounds when restart-after must have restarted a flapping
+// service: its first unhealthy spell begins at 1.5 s, the start-period ends
+// then, failures × interval (0.4 s) make it unhealthy, restart-after 0.3 s
+// restarts it: 2.2 s, and 0.8 s for a loaded machine.
+const simFlapRestart = 3 * time.Second
+
+// checkFlapped, at the end of a flap window of a service: with
+// restart-after, a process of it that flapped for simFlapRestart while
+// nothing else moved (no other service started or stopped: no upgrade, whose
+// probation restart-after leaves alone, and no reload) was restarted.
+func (r *simRun) checkFlapped(name string) {
+	tl := r.timelines()
+	starts := 0
+	for _, e := range tl {
+		if e.service != name || e.kind != "start" || e.at.Before(r.flapSince) {
+			continue
+		}
+		starts++
+		end := time.Now()
+		for _, f := range tl {
+			// Its end, or the next start of the service (a SIGKILL leaves
+			// no line).
+			if f.at.After(e.at) && (f.pid == e.pid || f.service == name && f.kind == "start") {
+				end = f.at
+				break
+			}
+		}
+		if r.cfg.RestartAfter == 0 || !r.cfg.has(name) || e.version == r.cfg.Unhealthy || end.Sub(e.at) < simFlapRestart {
+			continue
+		}
+		quiet := !r.started.After(e.at.Add(-500*time.Millisecond)) && !slices.ContainsFunc(tl, func(f simEvent) bool {
+			return f.service != name && f.at.After(e.at.Add(-500*time.Millisecond)) && f.at.Before(e.at.Add(simFlapRestart))
+		})
+		if quiet {
+			r.violate("health: %s (pid %d, %s) flapped %.1fs with restart-after %s, nothing else moving, and was not restarted", name, e.pid, e.version, end.Sub(e.at).Seconds(), r.cfg.RestartAfter)
+		}
+	}
+	r.note("  %s started %d times while its release flapped (the reload, upgrades, restart-after %s)", name, starts, r.cfg.RestartAfter)
 }
