@@ -500,12 +500,25 @@ func genSequence(seed uint64) simSequence {
 			q.FinalTarget = simCrasher
 		}
 		q.FinalMin = pickMin(q.FinalTarget)
-		if q.FinalMin == min && q.FinalTarget == target {
-			// A change the upgrader must see (it also lifts bad marks).
-			if q.FinalMin == "6.2.5" {
-				q.FinalMin = q.FinalTarget
-			} else {
-				q.FinalMin = "6.2.5"
+		// A change the upgrader must see, which also lifts bad marks: a bad
+		// mark holds while the chain says what it said when the mark was
+		// made, so the last versions differ from every versions of the
+		// sequence, not only from the latest (A, B, then A again keeps a
+		// mark made at A: seeds 202 and 205).
+		seen := map[[2]string]bool{{"6.2.5", "6.2.5"}: true}
+		for _, st := range steps {
+			var m, t string
+			if n, _ := fmt.Sscanf(strings.ReplaceAll(st.Raw, "\n", " "), "provider_min: %s provider_target: %s", &m, &t); n == 2 && st.Kind != "chain-hostile" {
+				seen[[2]string{m, t}] = true
+			}
+		}
+	final:
+		for _, t := range []string{q.FinalTarget, "6.2.7", "6.2.6", simCrasher} {
+			for _, m := range []string{q.FinalMin, "6.2.5", t} {
+				if (m == "6.2.5" || m == t) && !seen[[2]string{m, t}] {
+					q.FinalMin, q.FinalTarget = m, t
+					break final
+				}
 			}
 		}
 		q.Overlaps = overlaps(steps, q.Config)
