@@ -933,6 +933,7 @@ func (r *simRun) sample() (stop func()) {
 					r.violate("dup: %s runs %d times at once: %v", name, len(cs), cs)
 				}
 			}
+			r.checkRolledBack(by)
 			r.opMu.Lock()
 			held := maps.Clone(r.op.held)
 			r.opMu.Unlock()
@@ -1184,7 +1185,9 @@ func (r *simRun) freeDisk() {
 		r.t.Fatal(err)
 	}
 	if r.diskFull {
+		r.opMu.Lock()
 		r.freed = time.Now()
+		r.opMu.Unlock()
 	}
 	r.diskFull = false
 	r.full.Store(false)
@@ -1895,4 +1898,47 @@ func (r *simRun) checkFlapped(name string) {
 		}
 	}
 	r.note("  %s started %d times while its release flapped (the reload, upgrades, restart-after %s)", name, starts, r.cfg.RestartAfter)
+}
+
+// checkRolledBack, from the sampler: once an upgrade has rolled back (§6.6;
+// state.json's last_upgrade, no journal, current back on the release it
+// left), no service runs the release it left a second later: the rollback
+// restarts every service that runs it, a service a reload added during the
+// upgrade included (SPEC §5: it started on current, the new release). Not
+// judged while the disk is full or just freed: state.json may lag then.
+func (r *simRun) checkRolledBack(by map[string][]child) {
+	if r.full.Load() {
+		return
+	}
+	r.opMu.Lock()
+	freed := r.freed
+	r.opMu.Unlock()
+	if time.Since(freed) < 2*time.Second {
+		return
+	}
+	var st struct {
+		Journal *struct{} `json:"journal"`
+		Last    *struct {
+			From, To, Result string
+			At               time.Time
+		} `json:"last_upgrade"`
+	}
+	b, err := os.ReadFile(filepath.Join(r.root, "state.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Journal != nil || st.Last == nil ||
+		st.Last.Result != "rolled back" || time.Since(st.Last.At) < time.Second {
+		return
+	}
+	cur, _ := os.Readlink(filepath.Join(r.root, "current"))
+	if cur == "" || strings.TrimPrefix(filepath.Base(cur), "v") == st.Last.To {
+		return
+	}
+	left := filepath.Join(r.root, "upgrades", "v"+st.Last.To, "lavap")
+	for name, cs := range by {
+		for _, c := range cs {
+			if c.exe == left {
+				r.note("  %s (pid %d) runs %s %.1fs after the rollback", name, c.pid, st.Last.To, time.Since(st.Last.At).Seconds())
+				r.violate("inv2: %s (pid %d) still runs %s over 1 s after the upgrade to it rolled back to %s at %s (current %s): the rollback left it there", name, c.pid, st.Last.To, st.Last.From, st.Last.At.Format("15:04:05.000"), cur)
+			}
+		}
+	}
 }
