@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -29,6 +30,19 @@ import (
 //	LAVAVISOR_SIM_SEED       seed of the first sequence; sequence i runs seed+i,
 //	                         so LAVAVISOR_SIM_SEED=S LAVAVISOR_SIM_SEQUENCES=1
 //	                         replays the events of sequence S (not the machine's timing)
+//	LAVAVISOR_SIM_TRACE      set: log every sequence's trace, not only a failing one's
+//
+// Besides faults, the events include the operator's commands over the CLI
+// (`service stop|start|restart`, `upgrade`, `upgrade --to`, `--follow`,
+// `rollback`: issue 13, SPEC §9), run while the sequence goes on, and, in
+// the sequences whose services have health checks (issue 14, SPEC §7), a
+// release that runs but never serves and a release that flaps. A service
+// held by an accepted `service stop` must have no process (sampled) until
+// `service start`, across upgrades, reloads and restarts of LavaVisor; an
+// accepted `upgrade --to` or `rollback` pins the release the services must
+// converge on (config.yml's pin wins) until `upgrade --follow`. The end of a
+// sequence checks that first, then starts the held services and follows the
+// chain again, and checks the last chain change as in any sequence.
 //
 // Each sequence logs one `SIMSEQ {json}` line, and the test one `SIMSUMMARY
 // {json}` line: bench/reliability -sim reads them into docs/RELIABILITY.md.
@@ -42,10 +56,25 @@ var simKinds = []string{
 	"svc-crash", "svc-end", "svc-ignore",
 	"enospc", "link-unwritable",
 	"kill-restart", "term-restart",
+	"op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback",
+	"health-unhealthy", "health-flap",
 }
 
 // notFaults are the ordinary events: every other kind is a fault.
 var notFaults = map[string]bool{"chain-up": true, "chain-down": true, "server-good": true}
+
+// Health checks (SPEC §7) of the sequences that have them: compressed, on
+// each service's own port, where the fake answers GET /health as its
+// FAKE_HEALTH says for the release it is.
+const (
+	simHealthBlock = "    health:\n      http: http://%s/health\n      start-interval: 100ms\n      interval: 200ms\n      timeout: 1s\n      start-period: 1500ms\n      failures: 2\n"
+	// Flapping: healthy 1.5 s, unhealthy 1.5 s, and so on: its first
+	// unhealthy spell begins as the start-period ends and outlasts failures
+	// × interval + restart-after (300 ms), so that restart-after fires in it
+	// (about 2.1 s after the start), and the window lasts 3 to 4 s.
+	simFlap         = "flap=1500ms"
+	simRestartAfter = 300 * time.Millisecond
+)
 
 const (
 	simPoll      = 150 * time.Millisecond
@@ -71,6 +100,13 @@ type simConfig struct {
 	Pin      string   `json:"pin,omitempty"`
 	Rolling  bool     `json:"rolling"`
 	Services []simSvc `json:"services"`
+	// Health: every service has a health check on its fake's endpoint;
+	// Unhealthy is the release whose endpoint fails (FAKE_HEALTH
+	// U=fail,*=ok), "" for none; RestartAfter is restart-after for the
+	// services restarted always.
+	Health       bool          `json:"health,omitempty"`
+	Unhealthy    string        `json:"unhealthy,omitempty"`
+	RestartAfter time.Duration `json:"restart_after,omitempty"`
 }
 
 func (c simConfig) has(name string) bool {
@@ -157,7 +193,17 @@ func genSequence(seed uint64) simSequence {
 		if rng.IntN(3) != 0 {
 			cfg.Services = append(cfg.Services, simSvc{Name: "e1", Restart: "never"})
 		}
+		if rng.IntN(2) == 0 {
+			cfg.Health = true
+			if rng.IntN(3) != 0 {
+				cfg.RestartAfter = simRestartAfter
+			}
+			if rng.IntN(2) == 0 {
+				cfg.Unhealthy = []string{"6.2.6", "6.2.7"}[rng.IntN(2)]
+			}
+		}
 		q.Config = cfg.clone()
+		held := map[string]bool{} // services a `service stop` may hold
 
 		min, target := "6.2.5", "6.2.5"
 		var extra []simStep // faults placed relative to an event
@@ -213,7 +259,12 @@ func genSequence(seed uint64) simSequence {
 
 		var steps []simStep
 		at := time.Duration(0)
-		if rng.IntN(5) != 0 {
+		switch {
+		case cfg.Unhealthy != "" && rng.IntN(2) == 0:
+			// The trigger is the release that runs but never serves.
+			min, target = pickMin(cfg.Unhealthy), cfg.Unhealthy
+			steps = append(steps, simStep{Kind: "health-unhealthy", Arg: min + ".." + target, Raw: versionsBody(min, target)})
+		case rng.IntN(5) != 0:
 			steps = append(steps, chain(0, "chain-up", true))
 		}
 		n := 4 + rng.IntN(4)
@@ -235,6 +286,18 @@ func genSequence(seed uint64) simSequence {
 			case "server-good":
 				if !serverBad {
 					kind = "server-slow"
+				}
+			case "health-flap":
+				if !cfg.Health {
+					kind = "op-restart"
+				}
+			case "health-unhealthy":
+				if cfg.Unhealthy == "" {
+					kind = "op-to"
+				}
+			case "op-start":
+				if len(held) == 0 {
+					kind = "op-stop"
 				}
 			}
 			st := simStep{At: at, Kind: kind}
@@ -280,6 +343,45 @@ func genSequence(seed uint64) simSequence {
 				serverBad = true
 			case "server-good":
 				serverBad = false
+			case "health-unhealthy":
+				// The chain asks for the release that runs but never serves.
+				min, target = pickMin(cfg.Unhealthy), cfg.Unhealthy
+				st.Arg, st.Raw = min+".."+target, versionsBody(min, target)
+			case "health-flap":
+				var cands []string
+				for _, s := range cfg.Services {
+					if s.Restart == "" {
+						cands = append(cands, s.Name)
+					}
+				}
+				st.Arg = cands[rng.IntN(len(cands))]
+				st.Until = at + ms(3000, 4000)
+			case "op-stop":
+				var cands []string
+				for _, s := range cfg.Services {
+					if !held[s.Name] {
+						cands = append(cands, s.Name)
+					}
+				}
+				if len(cands) == 0 {
+					kind, st.Kind = "op-restart", "op-restart"
+				} else {
+					st.Arg = cands[rng.IntN(len(cands))]
+					held[st.Arg] = true
+				}
+			case "op-start":
+				var cands []string
+				for name := range held {
+					cands = append(cands, name)
+				}
+				slices.Sort(cands)
+				st.Arg = cands[rng.IntN(len(cands))]
+				delete(held, st.Arg)
+			case "op-to":
+				st.Arg = simGood[rng.IntN(len(simGood))]
+				if rng.IntN(3) == 0 {
+					st.Arg += " --force"
+				}
 			case "hup-add":
 				var name string
 				for _, c := range []string{"e1", "p3", "p4"} {
@@ -301,7 +403,7 @@ func genSequence(seed uint64) simSequence {
 			case "hup-remove":
 				var cands []string
 				for _, s := range cfg.Services {
-					if s.Name != "p1" {
+					if s.Name != "p1" && !held[s.Name] { // a held service stays configured
 						cands = append(cands, s.Name)
 					}
 				}
@@ -355,6 +457,13 @@ func genSequence(seed uint64) simSequence {
 					steps = append(steps, simStep{At: at + ms(50, 500), Kind: "term-restart", Arg: "soon after a start"})
 				}
 			}
+			if kind == "op-restart" {
+				st.Arg = cfg.Services[rng.IntN(len(cfg.Services))].Name
+			}
+			if strings.HasPrefix(kind, "op-") && rng.IntN(3) == 0 {
+				// Queued behind an upgrade in progress instead of refused.
+				st.Arg = strings.TrimSpace(st.Arg + " --wait")
+			}
 			if kind == "hup-env" {
 				i := rng.IntN(len(cfg.Services))
 				cfg.Services[i].Gen++
@@ -370,7 +479,7 @@ func genSequence(seed uint64) simSequence {
 			}
 			steps = append(steps, st)
 			if st.Until > 0 && kind != "chain-flap" {
-				steps = append(steps, simStep{At: st.Until, Kind: "end-" + kind})
+				steps = append(steps, simStep{At: st.Until, Kind: "end-" + kind, Arg: st.Arg})
 			}
 		}
 		for _, e := range extra {
@@ -391,12 +500,25 @@ func genSequence(seed uint64) simSequence {
 			q.FinalTarget = simCrasher
 		}
 		q.FinalMin = pickMin(q.FinalTarget)
-		if q.FinalMin == min && q.FinalTarget == target {
-			// A change the upgrader must see (it also lifts bad marks).
-			if q.FinalMin == "6.2.5" {
-				q.FinalMin = q.FinalTarget
-			} else {
-				q.FinalMin = "6.2.5"
+		// A change the upgrader must see, which also lifts bad marks: a bad
+		// mark holds while the chain says what it said when the mark was
+		// made, so the last versions differ from every versions of the
+		// sequence, not only from the latest (A, B, then A again keeps a
+		// mark made at A: seeds 202 and 205).
+		seen := map[[2]string]bool{{"6.2.5", "6.2.5"}: true}
+		for _, st := range steps {
+			var m, t string
+			if n, _ := fmt.Sscanf(strings.ReplaceAll(st.Raw, "\n", " "), "provider_min: %s provider_target: %s", &m, &t); n == 2 && st.Kind != "chain-hostile" {
+				seen[[2]string{m, t}] = true
+			}
+		}
+	final:
+		for _, t := range []string{q.FinalTarget, "6.2.7", "6.2.6", simCrasher} {
+			for _, m := range []string{q.FinalMin, "6.2.5", t} {
+				if (m == "6.2.5" || m == t) && !seen[[2]string{m, t}] {
+					q.FinalMin, q.FinalTarget = m, t
+					break final
+				}
 			}
 		}
 		q.Overlaps = overlaps(steps, q.Config)
@@ -549,6 +671,37 @@ type simRun struct {
 	mu         sync.Mutex
 	trace      []string
 	violations []string
+
+	// Health: each service's endpoint, and the services whose release
+	// flaps (a health-flap window open).
+	ports     map[string]string
+	flapping  map[string]bool
+	flapSince time.Time
+
+	// The operator's commands (issue 13), run over the CLI while the
+	// sequence goes on, and what LavaVisor accepted of them.
+	ops   sync.WaitGroup
+	opMu  sync.Mutex
+	op    simOps
+	full  atomic.Bool  // diskFull, for the commands' goroutines
+	fills atomic.Int64 // how many times the disk was filled
+	freed time.Time    // when the disk was last freed
+}
+
+// simOps is what the accepted commands leave in force. A command whose
+// outcome cannot be known (its LavaVisor died under it, or a change that
+// held only in memory while the disk was full when LavaVisor restarted)
+// widens the expectation instead of guessing.
+type simOps struct {
+	held  map[string]bool // held by an accepted `service stop`: no process
+	maybe map[string]bool // held or not: not checked, started at the end
+	// pins are the operator pins that may be in force: "" none, "?" any
+	// release (a rollback whose outcome is unknown); one entry when known.
+	pins []string
+	// A change accepted while the disk was full, and what held before it.
+	whileFull               bool
+	pinsAtFull              []string
+	heldAtFull, maybeAtFull map[string]bool
 }
 
 func (r *simRun) note(format string, args ...any) {
@@ -585,12 +738,21 @@ func (r *simRun) writeConfig() {
 		if s.Ignore {
 			b.WriteString(", FAKE_IGNORE: \"1\"")
 		}
+		if r.cfg.Health {
+			fmt.Fprintf(&b, ", FAKE_HEALTH_ADDR: %q, FAKE_HEALTH: %q", r.port(s.Name), r.healthModes(s.Name))
+		}
 		b.WriteString("}\n")
 		if s.Restart != "" {
 			fmt.Fprintf(&b, "    restart: %s\n", s.Restart)
 		}
 		if s.StopTimeout > 0 {
 			fmt.Fprintf(&b, "    stop-timeout: %s\n", s.StopTimeout)
+		}
+		if r.cfg.Health {
+			fmt.Fprintf(&b, simHealthBlock, r.port(s.Name))
+			if r.cfg.RestartAfter > 0 && s.Restart == "" {
+				fmt.Fprintf(&b, "      restart-after: %s\n", r.cfg.RestartAfter)
+			}
 		}
 	}
 	// config.yml is a link to a file beside the home, outside the tmpfs that
@@ -605,6 +767,30 @@ func (r *simRun) writeConfig() {
 }
 
 func (r *simRun) timeline(name string) string { return filepath.Join(r.h.dir, name+".tl") }
+
+// port is the health endpoint of a service: a free port, kept for the
+// sequence so that every release of the service serves on it.
+func (r *simRun) port(name string) string {
+	if a, ok := r.ports[name]; ok {
+		return a
+	}
+	a := freeAddr(r.t)
+	r.ports[name] = a
+	return a
+}
+
+// healthModes is FAKE_HEALTH for a service: the unhealthy release fails,
+// the others answer 200, or flap while a health-flap window is open.
+func (r *simRun) healthModes(name string) string {
+	rest := "*=ok"
+	if r.flapping[name] {
+		rest = "*=" + simFlap
+	}
+	if r.cfg.Unhealthy != "" {
+		return r.cfg.Unhealthy + "=fail," + rest
+	}
+	return rest
+}
 
 func (r *simRun) writeVersions(body string) {
 	tmp := filepath.Join(r.h.dir, "versions.yml.tmp")
@@ -623,7 +809,9 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 	began := time.Now()
 	rec = simRecord{Seed: q.Seed, Kinds: q.kinds(), Overlaps: q.Overlaps}
 	h := newTestHome(t)
-	r := &simRun{t: t, q: q, h: h, cfg: q.Config.clone(), start: time.Now(), min: "6.2.5", target: "6.2.5"}
+	r := &simRun{t: t, q: q, h: h, cfg: q.Config.clone(), start: time.Now(), min: "6.2.5", target: "6.2.5",
+		ports: map[string]string{}, flapping: map[string]bool{}}
+	r.op = simOps{held: map[string]bool{}, maybe: map[string]bool{}, pins: []string{""}}
 	r.disk = newSimDisk(t, h.root())
 	rec.Disk = "tmpfs"
 	if !r.disk.mounted {
@@ -637,7 +825,7 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 	defer func() {
 		rec.Violations = append([]string{}, r.violations...)
 		rec.Wall = time.Since(began).Seconds()
-		if len(r.violations) > 0 {
+		if len(r.violations) > 0 || os.Getenv("LAVAVISOR_SIM_TRACE") != "" {
 			r.report()
 		}
 		b, _ := json.Marshal(rec)
@@ -676,19 +864,35 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 			return rec
 		}
 	}
+	r.ops.Wait() // the operator's commands still waiting end first
 	cleared := time.Now()
 	r.clear()
-	ok := r.pollUntil(simConverge, func() bool {
-		if exited(r.p) {
-			r.exitedByItself()
-			r.startLavavisor() // as an orchestrator would
-			return false
+	converge := func(check func() []string) bool {
+		return r.pollUntil(simConverge, func() bool {
+			if exited(r.p) {
+				r.exitedByItself()
+				r.startLavavisor() // as an orchestrator would
+				return false
+			}
+			return len(check()) == 0
+		})
+	}
+	if r.opsInForce() {
+		// First with the operator's pins and holds in force, then without.
+		if !converge(r.checkPinned) {
+			for _, v := range r.checkPinned() {
+				r.violate("%s", v)
+			}
+		} else {
+			r.note("converged with the operator's pins and holds in %.2fs", time.Since(cleared).Seconds())
 		}
-		return len(r.checkConverged()) == 0
-	})
+		r.releaseOps()
+	}
+	final := func() []string { return r.checkConverged("") }
+	ok := converge(final)
 	rec.Converge = time.Since(cleared).Seconds()
 	if !ok {
-		for _, v := range r.checkConverged() {
+		for _, v := range final() {
 			r.violate("%s", v)
 		}
 	} else {
@@ -700,7 +904,8 @@ func runSimSequence(t *testing.T, q simSequence) (rec simRecord) {
 }
 
 // sample checks every 50 ms, until stopped, that no service runs twice at
-// once among the children of the running LavaVisor.
+// once among the children of the running LavaVisor, and that no service
+// held by the operator runs.
 func (r *simRun) sample() (stop func()) {
 	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -726,6 +931,15 @@ func (r *simRun) sample() (stop func()) {
 			for name, cs := range by {
 				if len(cs) > 1 {
 					r.violate("dup: %s runs %d times at once: %v", name, len(cs), cs)
+				}
+			}
+			r.checkRolledBack(by)
+			r.opMu.Lock()
+			held := maps.Clone(r.op.held)
+			r.opMu.Unlock()
+			for name := range held {
+				if cs := by[name]; len(cs) > 0 {
+					r.violate("held: %s, held by an accepted `service stop`, runs: %v", name, cs)
 				}
 			}
 		}
@@ -780,6 +994,27 @@ func (r *simRun) awaitBegun() {
 }
 
 func (r *simRun) startLavavisor() {
+	r.opMu.Lock()
+	if o := &r.op; o.whileFull && (r.diskFull || time.Since(r.freed) < 2*time.Second) {
+		// A command accepted while the disk was full changed LavaVisor's
+		// memory; state.json may not have it yet: either may hold now.
+		for _, p := range o.pinsAtFull {
+			if !slices.Contains(o.pins, p) {
+				o.pins = append(o.pins, p)
+			}
+		}
+		for _, m := range []map[string]bool{o.held, o.heldAtFull, o.maybeAtFull} {
+			for n := range m {
+				if o.held[n] != o.heldAtFull[n] || o.maybeAtFull[n] {
+					o.maybe[n] = true
+					delete(o.held, n)
+				}
+			}
+		}
+		o.whileFull = false
+		r.note("a restart with a command accepted while the disk was full: pins %q, held %v, maybe held %v", o.pins, slices.Sorted(maps.Keys(o.held)), slices.Sorted(maps.Keys(o.maybe)))
+	}
+	r.opMu.Unlock()
 	r.p = r.h.start("start")
 	r.cur.Store(r.p)
 	r.started = time.Now()
@@ -819,7 +1054,7 @@ func (r *simRun) step(st simStep) {
 	}
 	r.note("%s", st)
 	switch st.Kind {
-	case "chain-up", "chain-down", "chain-flap", "flap-set", "chain-hostile":
+	case "chain-up", "chain-down", "chain-flap", "flap-set", "chain-hostile", "health-unhealthy":
 		r.writeVersions(st.Raw)
 		var m, tg string
 		if n, _ := fmt.Sscanf(strings.ReplaceAll(st.Raw, "\n", " "), "provider_min: %s provider_target: %s", &m, &tg); n == 2 && st.Kind != "chain-hostile" {
@@ -837,12 +1072,20 @@ func (r *simRun) step(st simStep) {
 		r.srv.set(serveGood, 0)
 	case "hup-add", "hup-remove", "hup-env", "hup-pin":
 		r.cfg = st.Config.clone()
-		r.writeConfig()
-		r.awaitBegun()
-		if r.p != nil && !exited(r.p) {
-			r.p.cmd.Process.Signal(syscall.SIGHUP)
-			r.hupSent = time.Now()
+		r.reload()
+	case "health-flap", "end-health-flap":
+		// The service's release starts flapping (its env changes: the
+		// reload restarts it), or stops.
+		if st.Kind == "health-flap" {
+			r.flapping[st.Arg] = true
+			r.flapSince = time.Now()
+		} else if r.flapping[st.Arg] {
+			delete(r.flapping, st.Arg)
+			r.checkFlapped(st.Arg)
 		}
+		r.reload()
+	case "op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback":
+		r.operate(st)
 	case "svc-crash", "svc-end":
 		sig := syscall.SIGKILL
 		if st.Kind == "svc-end" {
@@ -865,11 +1108,20 @@ func (r *simRun) step(st simStep) {
 	case "enospc":
 		// Windows may overlap: the disk is freed when the last one ends.
 		r.fullWindows++
+		if !r.diskFull {
+			r.opMu.Lock()
+			r.op.whileFull = false
+			r.op.pinsAtFull = slices.Clone(r.op.pins)
+			r.op.heldAtFull, r.op.maybeAtFull = maps.Clone(r.op.held), maps.Clone(r.op.maybe)
+			r.opMu.Unlock()
+		}
+		r.fills.Add(1)
 		if err := r.disk.fill(); err != nil {
 			r.note("  disk not filled: %v", err)
 			return
 		}
 		r.diskFull = true
+		r.full.Store(true)
 	case "end-enospc":
 		if r.fullWindows--; r.fullWindows == 0 {
 			r.freeDisk()
@@ -911,7 +1163,7 @@ func (r *simRun) step(st simStep) {
 // a signal arrived before LavaVisor handled it.
 func (r *simRun) exitedByItself() {
 	code := r.p.code
-	r.note("lavavisor pid %d exited by itself with %d", r.p.cmd.Process.Pid, code)
+	r.note("lavavisor pid %d exited by itself with %d; its last lines:\n%s", r.p.cmd.Process.Pid, code, lastLines(r.p.out.String(), 8))
 	switch {
 	case code > 128:
 		r.violate("exit: lavavisor killed by signal %d, sent %s after its start (a signal before it handles signals)", code-128, r.lastSignalAfterStart())
@@ -932,7 +1184,13 @@ func (r *simRun) freeDisk() {
 	if err := r.disk.free(); err != nil {
 		r.t.Fatal(err)
 	}
+	if r.diskFull {
+		r.opMu.Lock()
+		r.freed = time.Now()
+		r.opMu.Unlock()
+	}
 	r.diskFull = false
+	r.full.Store(false)
 }
 
 // awaitNoServices waits until no process of the home's services is alive.
@@ -964,7 +1222,13 @@ func (r *simRun) stop(when string) {
 		<-p.done
 	}
 	r.note("%s: exit %d after %.2fs", when, p.code, time.Since(sent).Seconds())
-	if p.code != 0 {
+	switch {
+	case p.code == 1 && r.diskFull && strings.Contains(p.out.String(), "lavavisor cannot run"):
+		// It gave up by itself on the full disk as the SIGTERM came: the
+		// answer exitedByItself accepts.
+		r.note("  it had given up by itself on the full disk:\n%s", lastLines(p.out.String(), 3))
+	case p.code != 0:
+		r.note("  its last lines:\n%s", lastLines(p.out.String(), 8))
 		r.violate("inv5: %s: exit %d after SIGTERM, want 0", when, p.code)
 	}
 	filepath.Walk(r.root, func(path string, fi os.FileInfo, err error) error {
@@ -1051,16 +1315,32 @@ func (r *simRun) names() []string {
 	return out
 }
 
-// expected is the release every service must end on, or "" when any good
-// release at or above the target will do.
-func (r *simRun) expected() (want string, crasher bool) {
-	if r.cfg.Pin != "" {
-		return r.cfg.Pin, false
+// simWant is what the services must end on.
+type simWant struct {
+	want   string // the release; "" any, as current names it
+	avoid  string // with want "": a failing release current must not name
+	tried  bool   // with avoid: it must have been tried since the faults cleared
+	pinned bool   // by config.yml or the operator: a lowered target does not apply
+}
+
+// expected is what every service must end on, with opPin the operator's pin
+// in force ("" none, "?" any release): config.yml's pin wins over it, and
+// either wins over the chain. A release that crashes or never serves is
+// tried and rolled back.
+func (r *simRun) expected(opPin string) simWant {
+	switch {
+	case r.cfg.Pin != "" && r.cfg.Pin == r.cfg.Unhealthy:
+		return simWant{avoid: r.cfg.Pin, pinned: true}
+	case r.cfg.Pin != "":
+		return simWant{want: r.cfg.Pin, pinned: true}
+	case opPin == "?":
+		return simWant{pinned: true}
+	case opPin != "":
+		return simWant{want: opPin, pinned: true}
+	case r.target == simCrasher || r.target == r.cfg.Unhealthy:
+		return simWant{avoid: r.target, tried: true}
 	}
-	if r.target == simCrasher {
-		return "", true
-	}
-	return r.target, false
+	return simWant{want: r.target}
 }
 
 // checkServices lists what is wrong with the services against want (a
@@ -1088,9 +1368,18 @@ func (r *simRun) checkServices(want string) []string {
 		}
 	}
 	wantExe := filepath.Join(r.root, "upgrades", "v"+want, "lavap")
+	r.opMu.Lock()
+	held, maybe := maps.Clone(r.op.held), maps.Clone(r.op.maybe)
+	r.opMu.Unlock()
 	for _, s := range r.cfg.Services {
 		live := byName[s.Name]
-		if len(live) == 0 && s.Restart == "" {
+		if held[s.Name] {
+			if len(live) > 0 {
+				bad = append(bad, fmt.Sprintf("held: %s, held by an accepted `service stop`, runs: %v", s.Name, live))
+			}
+			continue
+		}
+		if len(live) == 0 && s.Restart == "" && !maybe[s.Name] {
 			bad = append(bad, fmt.Sprintf("inv1: %s (restart always) has no live process", s.Name))
 		}
 		if len(live) > 1 {
@@ -1110,16 +1399,22 @@ func (r *simRun) checkServices(want string) []string {
 	return bad
 }
 
-// checkConverged: §6.8 points 1 to 4 once the faults are cleared.
-func (r *simRun) checkConverged() []string {
-	want, crasher := r.expected()
+// checkConverged: §6.8 points 1 to 4 once the faults are cleared, with
+// opPin the operator's pin in force ("" none).
+func (r *simRun) checkConverged(opPin string) []string {
+	w := r.expected(opPin)
+	want := w.want
 	var bad []string
 	cur, _ := os.Readlink(filepath.Join(r.root, "current"))
 	rel := strings.TrimPrefix(filepath.Base(cur), "v")
+	if !w.pinned && w.avoid != "" && w.avoid != simCrasher && slices.Contains(simGood, rel) && compareVersions(rel, w.avoid) > 0 {
+		// The release that never serves is below the running one: kept.
+		want = rel
+	}
 	switch {
 	case want != "":
 		// A target below the running release keeps the running one.
-		if r.cfg.Pin == "" && slices.Contains(simGood, rel) && compareVersions(rel, want) > 0 {
+		if !w.pinned && slices.Contains(simGood, rel) && compareVersions(rel, want) > 0 {
 			want = rel
 		}
 		bad = append(bad, r.checkServices(want)...)
@@ -1127,16 +1422,27 @@ func (r *simRun) checkConverged() []string {
 			// Everything runs, just not what the chain asks: stuck.
 			bad = append(bad, fmt.Sprintf("inv3: chain at %s..%s (pin %q) since %.2fs, services and current not on v%s", r.min, r.target, r.cfg.Pin, time.Since(r.cleared).Seconds(), want))
 		}
-	case crasher:
+	default:
 		bad = append(bad, r.checkServices("")...)
-		if rel == simCrasher {
-			bad = append(bad, "inv2: current names the crashing release "+simCrasher)
+		if w.avoid != "" && rel == w.avoid {
+			what := "the crashing release"
+			if w.avoid != simCrasher {
+				what = "the release whose health check fails,"
+			}
+			bad = append(bad, fmt.Sprintf("inv2: current names %s %s", what, w.avoid))
 		}
 		tried := slices.ContainsFunc(r.timelines(), func(e simEvent) bool {
-			return e.version == simCrasher && e.kind == "start" && e.at.After(r.cleared)
+			return e.version == w.avoid && e.kind == "start" && e.at.After(r.cleared)
 		})
-		if !tried {
-			bad = append(bad, fmt.Sprintf("inv3: chain at %s..%s since %.2fs (a change, which lifts a bad mark): %s never tried", r.min, r.target, time.Since(r.cleared).Seconds(), simCrasher))
+		if w.tried && !tried {
+			bad = append(bad, fmt.Sprintf("inv3: chain at %s..%s since %.2fs (a change, which lifts a bad mark): %s never tried", r.min, r.target, time.Since(r.cleared).Seconds(), w.avoid))
+		}
+		if tried && w.avoid == r.cfg.Unhealthy && rel != w.avoid {
+			// Rolled back like a crashing release: marked bad, for its
+			// health check (SPEC §7).
+			if m := r.badMark(w.avoid); !strings.Contains(m, "health") {
+				bad = append(bad, fmt.Sprintf("health: %s, whose health check fails, was tried and left, but state.json marks it bad with reason %q, want one naming the health check", w.avoid, m))
+			}
 		}
 	}
 	if !slices.Contains(simGood, rel) {
@@ -1157,6 +1463,20 @@ func (r *simRun) checkConverged() []string {
 		}
 	}
 	return bad
+}
+
+// badMark is the reason of state.json's bad mark on release v ("" none).
+func (r *simRun) badMark(v string) string {
+	var st struct {
+		Bad map[string]struct {
+			Reason string `json:"reason"`
+		} `json:"bad"`
+	}
+	b, _ := os.ReadFile(filepath.Join(r.root, "state.json"))
+	if json.Unmarshal(b, &st) != nil {
+		return ""
+	}
+	return st.Bad[v].Reason
 }
 
 // verified: the release's binary has the sha256 of its manifest.
@@ -1257,7 +1577,11 @@ func (r *simRun) timelines() []simEvent {
 func (r *simRun) report() {
 	t := r.t
 	var b strings.Builder
-	fmt.Fprintf(&b, "sequence %d failed: replay with LAVAVISOR_SIM_SEED=%d LAVAVISOR_SIM_SEQUENCES=1 go test -run TestSimulationComposedFaults .\n", r.q.Seed, r.q.Seed)
+	verdict := "failed"
+	if len(r.violations) == 0 {
+		verdict = "passed"
+	}
+	fmt.Fprintf(&b, "sequence %d %s: replay with LAVAVISOR_SIM_SEED=%d LAVAVISOR_SIM_SEQUENCES=1 go test -run TestSimulationComposedFaults .\n", r.q.Seed, verdict, r.q.Seed)
 	cfg, _ := json.Marshal(r.q.Config)
 	fmt.Fprintf(&b, "config at start: %s; 6.2.6 placed: %v; link folder kept missing: %v; final chain %s..%s\n", cfg, r.q.Placed626, r.q.LinkPersist, r.q.FinalMin, r.q.FinalTarget)
 	b.WriteString("events:\n")
@@ -1290,4 +1614,333 @@ func (r *simRun) report() {
 		t.Error(v)
 	}
 	t.Log(b.String())
+}
+
+// reload writes config.yml and sends SIGHUP to the running LavaVisor.
+func (r *simRun) reload() {
+	r.writeConfig()
+	r.awaitBegun()
+	if r.p != nil && !exited(r.p) {
+		r.p.cmd.Process.Signal(syscall.SIGHUP)
+		r.hupSent = time.Now()
+	}
+}
+
+// ctl runs one operator's command over the CLI, as an operator would, with
+// a bound that no command should reach (-1 when it did).
+func (r *simRun) ctl(args ...string) (int, string) {
+	p := startLavavisor(r.t, append([]string{"--directory", r.h.dir}, args...)...)
+	select {
+	case <-p.done:
+		return p.code, strings.TrimSpace(p.out.String())
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		return -1, "no answer in 30 s: " + strings.TrimSpace(p.out.String())
+	}
+}
+
+// ctlUp is ctl for the end of a sequence: it waits for a LavaVisor that has
+// only just started to open its socket.
+func (r *simRun) ctlUp(args ...string) (int, string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out := r.ctl(args...)
+		if code == 0 || !simUnreachable(out) || time.Now().After(deadline) {
+			return code, out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// simUnreachable: the command never reached a LavaVisor (nothing was done).
+func simUnreachable(out string) bool {
+	return strings.Contains(out, "no lavavisor is running") || strings.Contains(out, "cannot reach lavavisor")
+}
+
+// simUnknown: the command reached LavaVisor, which did not answer (it was
+// killed or stopped meanwhile): whether it was carried out is unknown.
+func simUnknown(code int, out string) bool {
+	return code == -1 || strings.Contains(out, "closed the connection without an answer") ||
+		strings.Contains(out, "read the answer of lavavisor") || strings.Contains(out, "ask lavavisor at")
+}
+
+// operate runs an operator's command in the background (a command may wait
+// for a stop or a whole upgrade; the sequence goes on meanwhile) and records
+// what LavaVisor accepted of it.
+func (r *simRun) operate(st simStep) {
+	var args []string
+	name := simOpName(st)
+	switch st.Kind {
+	case "op-stop":
+		args = []string{"service", "stop"}
+	case "op-start":
+		args = []string{"service", "start"}
+	case "op-restart":
+		args = []string{"service", "restart"}
+	case "op-upgrade":
+		args = []string{"upgrade"}
+	case "op-to":
+		args = []string{"upgrade", "--to"}
+	case "op-follow":
+		args = []string{"upgrade", "--follow"}
+	case "op-rollback":
+		args = []string{"rollback"}
+	}
+	args = append(args, strings.Fields(st.Arg)...)
+	r.opMu.Lock()
+	wasHeld := st.Kind == "op-start" && r.op.held[name]
+	if wasHeld {
+		// From now on it may run: the sampler stops watching it.
+		delete(r.op.held, name)
+		r.op.maybe[name] = true
+	}
+	r.opMu.Unlock()
+	fullAtLaunch, fills := r.full.Load(), r.fills.Load()
+	r.ops.Add(1)
+	go func() {
+		defer r.ops.Done()
+		code, out := r.ctl(args...)
+		r.settle(st, code, out, wasHeld, fullAtLaunch || r.full.Load() || r.fills.Load() != fills)
+	}()
+}
+
+// simOpName is the service or release a command names ("" none).
+func simOpName(st simStep) string {
+	if f := strings.Fields(st.Arg); len(f) > 0 && !strings.HasPrefix(f[0], "--") {
+		return f[0]
+	}
+	return ""
+}
+
+// settle applies the answer to a command to what the simulation expects.
+func (r *simRun) settle(st simStep, code int, out string, wasHeld, diskFull bool) {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	o := &r.op
+	name := simOpName(st)
+	unknown := simUnknown(code, out)
+	addPin := func(p string) {
+		if !slices.Contains(o.pins, p) {
+			o.pins = append(o.pins, p)
+		}
+	}
+	accepted := false
+	switch st.Kind {
+	case "op-stop":
+		// Held in memory even when state.json could not record it: the
+		// answer then says so, with exit 1.
+		if strings.Contains(out, name+" stopped and held") {
+			o.held[name], accepted = true, true
+			delete(o.maybe, name)
+		} else if unknown {
+			o.maybe[name] = true
+		}
+	case "op-start":
+		switch {
+		case strings.Contains(out, name+" started (pid"):
+			delete(o.maybe, name)
+			accepted = true
+		case unknown:
+		case wasHeld && strings.Contains(out, "not held"):
+			r.violate("held: `service start %s` answered %q, though an accepted `service stop` held it and nothing since released it", name, out)
+			delete(o.maybe, name)
+		case wasHeld:
+			// Refused (an upgrade in progress): still held.
+			o.held[name] = true
+			delete(o.maybe, name)
+		}
+	case "op-to":
+		v := name
+		if code == 0 && strings.Contains(out, "pinned until") {
+			o.pins, accepted = []string{v}, true
+		} else if unknown {
+			addPin(v)
+		}
+	case "op-rollback":
+		var from, to string
+		if code == 0 {
+			if i := strings.Index(out, "moved from "); i >= 0 {
+				fmt.Sscanf(out[i:], "moved from %s to %s", &from, &to)
+				to = strings.TrimSuffix(to, ";")
+			}
+		}
+		switch {
+		case to != "":
+			o.pins, accepted = []string{to}, true
+		case code == 0:
+			r.violate("op: `rollback` exit 0 without saying where it moved: %q", out)
+			addPin("?")
+		case unknown:
+			addPin("?")
+		}
+	case "op-follow":
+		// The pin is dropped first; an error of the decision after it
+		// still left it dropped.
+		switch {
+		case unknown:
+			addPin("")
+		case simUnreachable(out) || strings.Contains(out, "an upgrade is in progress"):
+		default:
+			o.pins, accepted = []string{""}, true
+		}
+	}
+	if accepted && diskFull {
+		o.whileFull = true
+	}
+	r.note("%s %s: exit %d: %s (pins %q, held %v, maybe held %v)", st.Kind, st.Arg, code, strings.ReplaceAll(out, "\n", " | "),
+		o.pins, slices.Sorted(maps.Keys(o.held)), slices.Sorted(maps.Keys(o.maybe)))
+}
+
+// opsInForce: an operator's pin or hold may be in force.
+func (r *simRun) opsInForce() bool {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	return len(r.op.held) > 0 || len(r.op.maybe) > 0 || !slices.Equal(r.op.pins, []string{""})
+}
+
+// checkPinned: §6.8 points 1 to 4 with the operator's pins and holds in
+// force; one of the pins that may be in force must be met.
+func (r *simRun) checkPinned() []string {
+	r.opMu.Lock()
+	pins := slices.Clone(r.op.pins)
+	r.opMu.Unlock()
+	var first []string
+	for i, p := range pins {
+		bad := r.checkConverged(p)
+		if len(bad) == 0 {
+			return nil
+		}
+		if i == 0 {
+			first = bad
+		}
+	}
+	if len(pins) > 1 {
+		first = append(first, fmt.Sprintf("(none of the pins that may be in force, %q, is met)", pins))
+	}
+	return first
+}
+
+// releaseOps ends what the operator set: `service start` of every held
+// service and `upgrade --follow`, so that the last chain change is then
+// followed as in any sequence.
+func (r *simRun) releaseOps() {
+	r.opMu.Lock()
+	sure := maps.Clone(r.op.held)
+	names := slices.Sorted(maps.Keys(r.op.held))
+	names = append(names, slices.Sorted(maps.Keys(r.op.maybe))...)
+	pinned := !slices.Equal(r.op.pins, []string{""})
+	r.op.held = map[string]bool{} // from now on they may run
+	r.opMu.Unlock()
+	for _, n := range names {
+		if !r.cfg.has(n) {
+			continue
+		}
+		code, out := r.ctlUp("service", "start", "--wait", n)
+		r.note("final service start %s: exit %d: %s", n, code, strings.ReplaceAll(out, "\n", " | "))
+		if sure[n] && !strings.Contains(out, n+" started (pid") {
+			r.violate("held: the final `service start --wait %s` of a held service: exit %d: %s", n, code, out)
+		}
+	}
+	if pinned {
+		code, out := r.ctlUp("upgrade", "--follow", "--wait")
+		r.note("final upgrade --follow: exit %d: %s", code, strings.ReplaceAll(out, "\n", " | "))
+		if !strings.Contains(out, "following the chain again") && (simUnreachable(out) || strings.Contains(out, "an upgrade is in progress")) {
+			r.violate("pin: the final `upgrade --follow --wait` was not taken: exit %d: %s", code, out)
+		}
+	}
+	r.opMu.Lock()
+	r.op.held, r.op.maybe, r.op.pins = map[string]bool{}, map[string]bool{}, []string{""}
+	r.opMu.Unlock()
+}
+
+// lastLines is the end of a LavaVisor's output, for the trace.
+func lastLines(out string, n int) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "          | " + strings.Join(lines, "\n          | ")
+}
+
+// simFlapRestart bounds when restart-after must have restarted a flapping
+// service: its first unhealthy spell begins at 1.5 s, the start-period ends
+// then, failures × interval (0.4 s) make it unhealthy, restart-after 0.3 s
+// restarts it: 2.2 s, and 0.8 s for a loaded machine.
+const simFlapRestart = 3 * time.Second
+
+// checkFlapped, at the end of a flap window of a service: with
+// restart-after, a process of it that flapped for simFlapRestart while
+// nothing else moved (no other service started or stopped: no upgrade, whose
+// probation restart-after leaves alone, and no reload) was restarted.
+func (r *simRun) checkFlapped(name string) {
+	tl := r.timelines()
+	starts := 0
+	for _, e := range tl {
+		if e.service != name || e.kind != "start" || e.at.Before(r.flapSince) {
+			continue
+		}
+		starts++
+		end := time.Now()
+		for _, f := range tl {
+			// Its end, or the next start of the service (a SIGKILL leaves
+			// no line).
+			if f.at.After(e.at) && (f.pid == e.pid || f.service == name && f.kind == "start") {
+				end = f.at
+				break
+			}
+		}
+		if r.cfg.RestartAfter == 0 || !r.cfg.has(name) || e.version == r.cfg.Unhealthy || end.Sub(e.at) < simFlapRestart {
+			continue
+		}
+		quiet := !r.started.After(e.at.Add(-500*time.Millisecond)) && !slices.ContainsFunc(tl, func(f simEvent) bool {
+			return f.service != name && f.at.After(e.at.Add(-500*time.Millisecond)) && f.at.Before(e.at.Add(simFlapRestart))
+		})
+		if quiet {
+			r.violate("health: %s (pid %d, %s) flapped %.1fs with restart-after %s, nothing else moving, and was not restarted", name, e.pid, e.version, end.Sub(e.at).Seconds(), r.cfg.RestartAfter)
+		}
+	}
+	r.note("  %s started %d times while its release flapped (the reload, upgrades, restart-after %s)", name, starts, r.cfg.RestartAfter)
+}
+
+// checkRolledBack, from the sampler: once an upgrade has rolled back (§6.6;
+// state.json's last_upgrade, no journal, current back on the release it
+// left), no service runs the release it left a second later: the rollback
+// restarts every service that runs it, a service a reload added during the
+// upgrade included (SPEC §5: it started on current, the new release). Not
+// judged while the disk is full or just freed: state.json may lag then.
+func (r *simRun) checkRolledBack(by map[string][]child) {
+	if r.full.Load() {
+		return
+	}
+	r.opMu.Lock()
+	freed := r.freed
+	r.opMu.Unlock()
+	if time.Since(freed) < 2*time.Second {
+		return
+	}
+	var st struct {
+		Journal *struct{} `json:"journal"`
+		Last    *struct {
+			From, To, Result string
+			At               time.Time
+		} `json:"last_upgrade"`
+	}
+	b, err := os.ReadFile(filepath.Join(r.root, "state.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Journal != nil || st.Last == nil ||
+		st.Last.Result != "rolled back" || time.Since(st.Last.At) < time.Second {
+		return
+	}
+	cur, _ := os.Readlink(filepath.Join(r.root, "current"))
+	if cur == "" || strings.TrimPrefix(filepath.Base(cur), "v") == st.Last.To {
+		return
+	}
+	left := filepath.Join(r.root, "upgrades", "v"+st.Last.To, "lavap")
+	for name, cs := range by {
+		for _, c := range cs {
+			if c.exe == left {
+				r.violate("inv2: %s (pid %d) still runs %s over 1 s after the upgrade to it rolled back to %s at %s (current %s): the rollback left it there", name, c.pid, st.Last.To, st.Last.From, st.Last.At.Format("15:04:05.000"), cur)
+			}
+		}
+	}
 }
