@@ -281,3 +281,20 @@ func stalledFollower(t *testing.T, h *testHome, name string) net.Conn {
 	}
 	return conn
 }
+
+// A stop with commands still waiting on the control socket (a follower, a
+// queued upgrade) ends them and exits: the socket server no longer waits for
+// them before telling them to end (found by the simulation, seed 492: no exit
+// 30 s after SIGTERM).
+func TestStopWithCommandsInFlight(t *testing.T) {
+	h := upgradeHome(t, nil, "")
+	p := h.start("start")
+	p.waitFor("started", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
+	p.waitLog("polling the chain")
+	follower := stalledFollower(t, h, "p1")
+	defer follower.Close()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d with a follower connected, want 0", code)
+	}
+}

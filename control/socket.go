@@ -73,8 +73,11 @@ func listen(path string) (*socket, error) {
 // only when serve is stopped: a client that disconnects does not cancel one.
 func (c *socket) serve(report func() Report, handle Handler, log *logrus.Entry) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// Deferred in this order: the commands still running are told to end
+	// (LavaVisor is stopping), then waited for. Waiting first would wait
+	// for ever on a command that waits for a stopped upgrader.
 	defer c.conns.Wait()
+	defer cancel()
 	for {
 		conn, err := c.ln.Accept()
 		if errors.Is(err, net.ErrClosed) {

@@ -37,6 +37,8 @@ type opReply struct {
 	err error
 }
 
+var errUpgraderStopped = errors.New("lavavisor is stopping: the upgrader has stopped")
+
 // ErrBusy says an upgrade is in progress; the command may wait for it.
 var ErrBusy = errors.New("an upgrade is in progress")
 
@@ -53,6 +55,8 @@ func (u *Upgrader) Do(ctx context.Context, op Op, wait bool) (string, error) {
 	req := opRequest{Op: op, reply: make(chan opReply, 1)}
 	select {
 	case u.opc <- req:
+	case <-u.stopped:
+		return "", errUpgraderStopped
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
@@ -95,6 +99,8 @@ func (u *Upgrader) WaitIdle(ctx context.Context) error {
 	select {
 	case <-idle:
 		return nil
+	case <-u.stopped:
+		return errUpgraderStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}

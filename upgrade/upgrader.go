@@ -89,6 +89,7 @@ type Upgrader struct {
 	lastWarned   chain.Version
 	stateFailing bool // a state.json write failed and was reported
 	opc          chan opRequest
+	stopped      chan struct{} // closed when Run returns
 	reconfc      chan Settings
 	decidec      chan struct{}
 
@@ -140,6 +141,7 @@ func (u *Upgrader) init() {
 		u.reconfc = make(chan Settings, 1)
 		u.decidec = make(chan struct{}, 1)
 		u.opc = make(chan opRequest)
+		u.stopped = make(chan struct{})
 	}
 }
 
@@ -165,6 +167,7 @@ func (u *Upgrader) setRunning(v chain.Version) {
 // Run reacts to the poller's changes until ctx ends.
 func (u *Upgrader) Run(ctx context.Context) error {
 	u.init()
+	defer close(u.stopped)
 	if u.MaxRetry == 0 {
 		u.MaxRetry = 5 * time.Minute
 	}
