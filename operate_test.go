@@ -259,8 +259,10 @@ func TestLogsLastLinesAndFollow(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("restart: exit %d\n%s", code, out)
 	}
-	pid := strings.TrimSuffix(strings.Fields(out)[3], ")")
-	follower.waitFor("the new process's start line", func() bool { return strings.Contains(follower.out.String(), "started pid="+pid) })
+	// The follower started after the old process's lines (-n 0): its last
+	// spam line is the new process's. Lines between may be skipped when the
+	// follower falls behind on a busy machine (it is told so): that is the
+	// design, so only the last line, which the ring keeps, is asserted.
 	follower.waitFor("the new process's last spam line", func() bool { return strings.Contains(follower.out.String(), last) })
 	follower.signal(syscall.SIGINT)
 	follower.wait()

@@ -213,6 +213,7 @@ func (s *session) run() error {
 		}
 		if upgradable {
 			up.Probation = s.upgradeAtStart(ctx, up, *snap, log)
+			up.ProbationChain = chainVersions(snap.Versions)
 		}
 	}
 	if ctx.Err() != nil {

@@ -82,6 +82,10 @@ type Upgrader struct {
 	// Probation is set when the services were started on a release linked at
 	// start: they are watched for their min-uptime before anything else.
 	Probation *Journal
+	// ProbationChain are the chain's versions the start-time move was
+	// decided under: a bad mark records them, so that a change that came
+	// during the probation lifts it.
+	ProbationChain ChainVersions
 	// OnResult is called after each upgrade attempt with how long it took
 	// (metrics, tests); optional.
 	OnResult func(rec UpgradeRecord, took time.Duration)
@@ -763,8 +767,8 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 			continue
 		}
 		cancel() // the others' probation no longer matters: all go back
-		var cv ChainVersions
-		if st := u.State.Get(); st.Chain != nil {
+		cv := u.ProbationChain
+		if st := u.State.Get(); cv.IsZero() && st.Chain != nil {
 			cv = st.Chain.ChainVersions
 		}
 		err := u.rollback(ctx, &j, from, to, r.f, cv)
