@@ -1604,6 +1604,9 @@ func (r *simRun) report() {
 	if cur, err := os.Readlink(filepath.Join(r.root, "current")); err == nil {
 		fmt.Fprintf(&b, "current -> %s\n", cur)
 	}
+	if p := r.cur.Load(); p != nil && len(r.violations) > 0 {
+		fmt.Fprintf(&b, "the last LavaVisor's last lines:\n%s\n", lastLines(p.out.String(), 40))
+	}
 	if st, err := os.ReadFile(filepath.Join(r.root, "state.json")); err == nil {
 		fmt.Fprintf(&b, "state.json: %s\n", strings.TrimSpace(string(st)))
 	}
