@@ -368,6 +368,11 @@ func genSequence(seed uint64) simSequence {
 				} else {
 					st.Arg = cands[rng.IntN(len(cands))]
 					held[st.Arg] = true
+					if rng.IntN(3) == 0 {
+						// LavaVisor restarted with a service held: it must
+						// stay held (state.json).
+						steps = append(steps, simStep{At: at + ms(600, 1200), Kind: []string{"term-restart", "kill-restart"}[rng.IntN(2)], Arg: "with a service held"})
+					}
 				}
 			case "op-start":
 				var cands []string
