@@ -368,6 +368,11 @@ func genSequence(seed uint64) simSequence {
 				} else {
 					st.Arg = cands[rng.IntN(len(cands))]
 					held[st.Arg] = true
+					if rng.IntN(3) == 0 {
+						// LavaVisor restarted with a service held: it must
+						// stay held (state.json).
+						steps = append(steps, simStep{At: at + ms(600, 1200), Kind: []string{"term-restart", "kill-restart"}[rng.IntN(2)], Arg: "with a service held"})
+					}
 				}
 			case "op-start":
 				var cands []string
@@ -1606,6 +1611,9 @@ func (r *simRun) report() {
 	}
 	if cur, err := os.Readlink(filepath.Join(r.root, "current")); err == nil {
 		fmt.Fprintf(&b, "current -> %s\n", cur)
+	}
+	if p := r.cur.Load(); p != nil && len(r.violations) > 0 {
+		fmt.Fprintf(&b, "the last LavaVisor's last lines:\n%s\n", lastLines(p.out.String(), 40))
 	}
 	if st, err := os.ReadFile(filepath.Join(r.root, "state.json")); err == nil {
 		fmt.Fprintf(&b, "state.json: %s\n", strings.TrimSpace(string(st)))
