@@ -46,6 +46,14 @@ func (s *session) commands(sup *supervisor.Supervisor, up *upgrade.Upgrader, st 
 	log := s.log.WithField("component", "control")
 	return func(ctx context.Context, req control.Request, send func(control.Response) error) control.Response {
 		log.WithFields(logrus.Fields{"command": req.Command, "services": strings.Join(req.Services, ","), "all": req.All, "to": req.To}).Info("operator's command")
+		// Before the services are launched (the start-time chain read and
+		// download) the command waits for them rather than answering that
+		// no service is configured.
+		select {
+		case <-sup.Started():
+		case <-ctx.Done():
+			return control.Failed(errors.New("lavavisor is stopping"))
+		}
 		switch req.Command {
 		case control.CmdRestart, control.CmdStop, control.CmdStart:
 			return s.serviceCommand(ctx, req, sup, up, st, upgradable)

@@ -160,7 +160,8 @@ type Service struct {
 	grace   time.Duration   // pipe grace after the child's exit
 
 	restartc chan restartRequest
-	first    chan Exit // the first process's early exit, with Spec.Probation
+	first    chan Exit     // the first process's early exit, with Spec.Probation
+	started  chan struct{} // closed once the first start was tried
 	// release resolves the lavap binary of an upgradable service's start.
 	release func() (path, tag string, err error)
 
@@ -329,6 +330,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			first.reply <- restartReply{err: &goneError{name, "is held stopped by the operator (lavavisor service start " + name + ")"}}
 		}
 		first = nil
+		close(s.started)
 	}
 	start := func() error {
 		var err error
@@ -354,6 +356,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 	}
 	if !held {
 		err := start()
+		close(s.started)
 		if first != nil {
 			answer(*first, err)
 		}

@@ -247,6 +247,22 @@ func (s *Supervisor) Upgradable() []string {
 	return out
 }
 
+// RunningRelease is the release of service name's running process ("" for
+// none or a command service).
+func (s *Supervisor) RunningRelease(name string) string {
+	s.mu.Lock()
+	h, ok := s.svcs[name]
+	s.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	st := h.svc.Status()
+	if st.PID == 0 {
+		return ""
+	}
+	return st.Release
+}
+
 // LastLines returns the last n lines service name logged, if it is known.
 func (s *Supervisor) LastLines(name string, n int) []string {
 	s.mu.Lock()
@@ -259,12 +275,18 @@ func (s *Supervisor) LastLines(name string, n int) []string {
 }
 
 // FirstStart is the probation of service name's first process, when it was
-// launched with Spec.Probation (a release linked at start).
+// launched with Spec.Probation (a release linked at start). It waits for
+// that first start to have been tried: PID 0 means it could not start.
 func (s *Supervisor) FirstStart(name string) (Started, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	h, ok := s.svcs[name]
+	s.mu.Unlock()
 	if !ok || h.svc.first == nil {
+		return Started{}, false
+	}
+	select {
+	case <-h.svc.started:
+	case <-h.stopped:
 		return Started{}, false
 	}
 	st := Started{Early: h.svc.first, MinUptime: h.svc.snapshot().MinUptime, Replaced: h.detached, HealthCheck: h.svc.snapshot().Health.Describe()}
@@ -588,6 +610,7 @@ func (s *Supervisor) launch(sp Spec, first *restartRequest) *handle {
 		state:    "starting",
 		release:  s.release,
 		healthc:  make(chan healthChange, 1),
+		started:  make(chan struct{}),
 		exec:     s.opts.Exec,
 	}
 	if sp.Probation {

@@ -43,6 +43,8 @@ type Services interface {
 	SetRelease(path, tag string)
 	// FirstStart is the probation of a service started on a release linked at start.
 	FirstStart(name string) (supervisor.Started, bool)
+	// RunningRelease is the release tag a service's process runs ("" for none).
+	RunningRelease(name string) string
 	// LastLines are a service's last log lines, for the failure report.
 	LastLines(name string, n int) []string
 	// Started is closed once the services have been launched.
@@ -643,7 +645,10 @@ func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Vers
 		moved[n] = true
 	}
 	for _, name := range u.Services.Upgradable() {
-		if !moved[name] {
+		// The moved ones, and any other that started on the bad release
+		// meanwhile (added by a reload, restarted by its policy or by
+		// restart-after while `current` named it).
+		if !moved[name] && u.Services.RunningRelease(name) != to.Tag() {
 			continue
 		}
 		if _, err := u.Services.Restart(ctx, name, false); err != nil {
@@ -753,6 +758,10 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 		}
 		j.Moved = append(j.Moved, name)
 		n++
+		if st.PID == 0 {
+			results <- outcome{f: &failure{service: name, reason: fmt.Sprintf("service %s could not start", name)}}
+			continue
+		}
 		go func() {
 			f, err := u.waitUp(wctx, name, st)
 			results <- outcome{f, err}
@@ -782,6 +791,7 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 	}
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("upgrade done: services stayed up on the release linked at start")
 	u.finish(from, to, ResultSuccess)
+	u.linkSystem()
 	u.prune(from, to)
 	return nil
 }
