@@ -29,6 +29,9 @@ type stopper struct {
 	force   func()
 	reload  func()
 	forward func(syscall.Signal)
+	// hup: a SIGHUP came before the services ran: the config read at start
+	// may predate the change it announces, so it is applied once they run.
+	hup bool
 }
 
 func newStopper(log *logrus.Entry) *stopper {
@@ -60,8 +63,14 @@ func (s *stopper) close() {
 // SIGUSR1/2; nil hooks ignore them. A hook must not block.
 func (s *stopper) hooks(force, reload func(), forward func(syscall.Signal)) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.force, s.reload, s.forward = force, reload, forward
+	hup := s.hup && reload != nil && s.stops == 0
+	s.hup = false
+	s.mu.Unlock()
+	if hup {
+		s.log.Info("applying the SIGHUP that came before the services started")
+		reload()
+	}
 }
 
 func (s *stopper) loop() {
@@ -95,8 +104,14 @@ func (s *stopper) loop() {
 			if stops > 0 {
 				continue
 			}
+			s.mu.Lock()
+			if reload = s.reload; reload == nil {
+				// Checked again under the lock: hooks may have just been set.
+				s.hup = true
+			}
+			s.mu.Unlock()
 			if reload == nil {
-				s.log.Warn("SIGHUP before the services started: ignored")
+				s.log.Info("SIGHUP before the services started: applied once they run")
 				continue
 			}
 			reload()

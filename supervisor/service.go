@@ -386,11 +386,23 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 		case e := <-exitc:
 			unhealthy = nil
 			uptime := time.Since(p.started)
+			// With a check, probation lasts until the process was seen
+			// healthy too: an exit before that is the new release failing.
+			s.mu.Lock()
+			healthyOnce := true
+			if m := p.health; m != nil {
+				select {
+				case <-m.Healthy():
+				default:
+					healthyOnce = false
+				}
+			}
+			s.mu.Unlock()
 			s.finish(p, e)
 			spec := s.snapshot()
 			log := s.log.WithFields(logrus.Fields{"pid": p.pid, "uptime": uptime.Round(time.Millisecond).String()})
-			if p.probation && uptime < spec.MinUptime {
-				log.WithField("exit", e.String()).Error("service exited before min-uptime on a new release")
+			if p.probation && (uptime < spec.MinUptime || !healthyOnce) {
+				log.WithField("exit", e.String()).Error("service exited during its probation on a new release (before min-uptime, or before it was healthy)")
 				p.early <- e
 				// Held: no restart until the upgrader's next Restart (its rollback).
 				p = nil

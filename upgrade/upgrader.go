@@ -547,7 +547,11 @@ func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Starte
 			select {
 			case e := <-st.Early:
 				up.Stop()
-				return &failure{service: name, exit: &e, reason: fmt.Sprintf("service %s exited (%s) before its min-uptime", name, e.String())}, nil
+				when := "before its min-uptime"
+				if upDone {
+					when = "before it was healthy"
+				}
+				return &failure{service: name, exit: &e, reason: fmt.Sprintf("service %s exited (%s) %s", name, e.String(), when)}, nil
 			case <-up.C:
 				upDone = true
 			case <-healthy:
