@@ -82,7 +82,7 @@ func (s *stopper) loop() {
 		case sig = <-s.sigc:
 		}
 		s.mu.Lock()
-		force, reload, forward := s.force, s.reload, s.forward
+		force, forward := s.force, s.forward
 		switch sig {
 		case os.Interrupt, syscall.SIGTERM:
 			s.stops++
@@ -105,7 +105,8 @@ func (s *stopper) loop() {
 				continue
 			}
 			s.mu.Lock()
-			if reload = s.reload; reload == nil {
+			reload := s.reload
+			if reload == nil {
 				// Checked again under the lock: hooks may have just been set.
 				s.hup = true
 			}
