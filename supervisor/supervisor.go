@@ -280,9 +280,10 @@ func (s *Supervisor) LastLines(name string, n int) []string {
 func (s *Supervisor) FirstStart(name string) (Started, bool) {
 	s.mu.Lock()
 	h, ok := s.svcs[name]
+	held := s.held[name]
 	s.mu.Unlock()
-	if !ok || h.svc.first == nil {
-		return Started{}, false
+	if !ok || h.svc.first == nil || held {
+		return Started{}, false // a held service has nothing on probation
 	}
 	select {
 	case <-h.svc.started:
