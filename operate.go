@@ -329,21 +329,21 @@ type serviceStartCmd struct {
 }
 
 func (c *serviceRestartCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdRestart, Services: c.Names, All: c.All, Wait: c.Wait, WaitHealthy: c.WaitHealthy}, false)
+	return ask(g, control.Request{Command: control.CmdRestart, Services: c.Names, All: c.All, Wait: c.Wait, WaitHealthy: c.WaitHealthy})
 }
 
 func (c *serviceStopCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdStop, Services: c.Names, All: c.All, Wait: c.Wait}, false)
+	return ask(g, control.Request{Command: control.CmdStop, Services: c.Names, All: c.All, Wait: c.Wait})
 }
 
 func (c *serviceStartCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdStart, Services: c.Names, Wait: c.Wait, WaitHealthy: c.WaitHealthy}, false)
+	return ask(g, control.Request{Command: control.CmdStart, Services: c.Names, Wait: c.Wait, WaitHealthy: c.WaitHealthy})
 }
 
 type reloadCmd struct{}
 
 func (c *reloadCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdReload}, false)
+	return ask(g, control.Request{Command: control.CmdReload})
 }
 
 type upgradeCmd struct {
@@ -360,7 +360,7 @@ func (c *upgradeCmd) Run(g *Globals) error {
 	if c.Force && c.To == "" {
 		return &exitError{code: 2, err: errors.New("upgrade: --force goes with --to")}
 	}
-	return ask(g, control.Request{Command: control.CmdUpgrade, To: c.To, Force: c.Force, Follow: c.Follow, Wait: c.Wait}, false)
+	return ask(g, control.Request{Command: control.CmdUpgrade, To: c.To, Force: c.Force, Follow: c.Follow, Wait: c.Wait})
 }
 
 type rollbackCmd struct {
@@ -368,29 +368,22 @@ type rollbackCmd struct {
 }
 
 func (c *rollbackCmd) Run(g *Globals) error {
-	return ask(g, control.Request{Command: control.CmdRollback, Wait: c.Wait}, false)
+	return ask(g, control.Request{Command: control.CmdRollback, Wait: c.Wait})
 }
 
 // ask sends req to the instance of the home and prints its answer.
-func ask(g *Globals, req control.Request, asJSON bool) error {
+func ask(g *Globals, req control.Request) error {
 	h := newHome(g.Directory)
 	resp, err := control.Ask(h.socket(), h.root, req, nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lavavisor %s: %v\n", req.Command, err)
 		return &exitError{code: 1}
 	}
-	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(resp)
-	}
 	if !resp.OK {
-		if !asJSON {
-			fmt.Fprintf(os.Stderr, "lavavisor %s: %s\n", req.Command, resp.Error)
-		}
+		fmt.Fprintf(os.Stderr, "lavavisor %s: %s\n", req.Command, resp.Error)
 		return &exitError{code: 1}
 	}
-	if !asJSON && resp.Message != "" {
+	if resp.Message != "" {
 		fmt.Println(resp.Message)
 	}
 	return nil

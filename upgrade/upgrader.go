@@ -97,7 +97,6 @@ type Upgrader struct {
 	opc          chan opRequest
 	stopped      chan struct{} // closed when Run returns
 	reconfc      chan Settings
-	decidec      chan struct{}
 
 	mu      sync.Mutex
 	running chain.Version // the release the services run (what `current` must name)
@@ -145,7 +144,6 @@ func (u *Upgrader) init() {
 	defer u.mu.Unlock()
 	if u.reconfc == nil {
 		u.reconfc = make(chan Settings, 1)
-		u.decidec = make(chan struct{}, 1)
 		u.opc = make(chan opRequest)
 		u.stopped = make(chan struct{})
 	}
@@ -213,8 +211,6 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			u.apply(s)
 			retry, delay = nil, u.Interval
 			u.repairLinks()
-		case <-u.decidec:
-			retry = nil
 		case op := <-u.opc:
 			u.takeSettings()
 			u.setBusy(true)
