@@ -33,7 +33,13 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	build(lavavisorBin, "-ldflags", "-X main.version=0.1.0-test", ".")
+	// LAVAVISOR_MUTANT switches one of issue 10's bugs back on (package
+	// internal/mutant): the simulation's mutation check.
+	tags := "-tags="
+	if os.Getenv("LAVAVISOR_MUTANT") != "" {
+		tags += "lavavisor_mutants"
+	}
+	build(lavavisorBin, tags, "-ldflags", "-X main.version=0.1.0-test", ".")
 	for _, v := range []string{"6.2.5", "6.2.6", "6.2.7"} {
 		build(filepath.Join(fakeBuilds, v, "lavap"), "-ldflags", "-X main.version="+v, "./testdata/fakelavap")
 	}

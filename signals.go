@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/internal/mutant"
 )
 
 // stopper catches signals from a command's first instruction (SPEC §6.8
@@ -37,7 +39,11 @@ type stopper struct {
 func newStopper(log *logrus.Entry) *stopper {
 	s := &stopper{log: log, sigc: make(chan os.Signal, 8), done: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	signal.Notify(s.sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
+	if mutant.On(mutant.LateSignals) {
+		signal.Notify(s.sigc, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
+	} else {
+		signal.Notify(s.sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
+	}
 	go s.loop()
 	return s
 }
@@ -62,6 +68,9 @@ func (s *stopper) close() {
 // hooks sets what a running session does on a second stop signal, SIGHUP and
 // SIGUSR1/2; nil hooks ignore them. A hook must not block.
 func (s *stopper) hooks(force, reload func(), forward func(syscall.Signal)) {
+	if mutant.On(mutant.LateSignals) {
+		signal.Notify(s.sigc, os.Interrupt, syscall.SIGTERM)
+	}
 	s.mu.Lock()
 	s.force, s.reload, s.forward = force, reload, forward
 	hup := s.hup && reload != nil && s.stops == 0

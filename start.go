@@ -19,6 +19,8 @@ import (
 	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/supervisor"
 	"github.com/lavavisor/lavavisor/upgrade"
+
+	"github.com/lavavisor/lavavisor/internal/mutant"
 )
 
 type startCmd struct {
@@ -432,6 +434,10 @@ func (s *session) reload(ctx context.Context, via string, cur *config.Config, su
 	specs := s.specs(cfg)
 	if err := sup.Apply(ctx, specs); err != nil {
 		return refuse(err)
+	}
+	if mutant.On(mutant.ReloadServicesOnly) {
+		log.Info(via + ": config.yml applied")
+		return cfg, nil
 	}
 	o.Reconfigure(cfg, specs)
 	if up.Updates != nil {

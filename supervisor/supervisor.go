@@ -21,6 +21,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/lavavisor/lavavisor/health"
+
+	"github.com/lavavisor/lavavisor/internal/mutant"
 )
 
 // Options configure a Supervisor.
@@ -372,6 +374,10 @@ func (s *Supervisor) request(ctx context.Context, name string, req restartReques
 	}
 	h, ok := s.svcs[name]
 	s.mu.Unlock()
+	if (!ok || h.result != nil) && mutant.On(mutant.RestartBlocks) {
+		<-ctx.Done()
+		return Started{}, ctx.Err()
+	}
 	switch {
 	case !ok:
 		return Started{}, &goneError{name, "is not in the config (removed by a reload)"}
@@ -381,6 +387,10 @@ func (s *Supervisor) request(ctx context.Context, name string, req restartReques
 	select {
 	case h.svc.restartc <- req:
 	case <-h.stopped:
+		if mutant.On(mutant.RestartBlocks) {
+			<-ctx.Done()
+			return Started{}, ctx.Err()
+		}
 		return Started{}, s.gone(name, h)
 	case <-ctx.Done():
 		return Started{}, ctx.Err()
@@ -518,6 +528,9 @@ func (s *Supervisor) applyLocked(specs []Spec) {
 		case !sameProcess(h.svc.snapshot(), sp):
 			s.log.WithField("service", name).Info("service changed in config; restarting it")
 			s.detach(h, "was replaced by the reload")
+			if mutant.On(mutant.ReloadHoldsLock) {
+				<-h.stopped
+			}
 			delete(s.svcs, name)
 		default:
 			h.svc.update(sp)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/supervisor"
+
+	"github.com/lavavisor/lavavisor/internal/mutant"
 )
 
 // Journal steps, each written to state.json before it is taken (SPEC §6.6).
@@ -394,7 +396,7 @@ func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates [
 	}
 	to, _, err := u.Installer.Obtain(ctx, candidates)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !mutant.On(mutant.StopIsFailure) {
 			// Stopped while fetching: not a failed upgrade. The journal's
 			// fetch step tells the next start that nothing was linked.
 			return ctx.Err()
@@ -415,6 +417,12 @@ func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates [
 		return err
 	}
 	u.setRunning(to)
+	if mutant.On(mutant.LinkDecides) {
+		if err := u.Installer.LinkSystem(to); err != nil {
+			u.finish(from, to, ResultFailed)
+			return err
+		}
+	}
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("linked the new release; restarting services")
 	j.Step = StepRestart
 	if err := u.journal(j); err != nil {
@@ -634,6 +642,9 @@ func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Vers
 		}
 		s.Bad[to.String()] = BadMark{At: time.Now().UTC(), Reason: reason, Chain: cv}
 	}); err != nil {
+		if mutant.On(mutant.RollbackStopsOnJournal) {
+			return fmt.Errorf("journal rollback: %w", err)
+		}
 		u.Log.WithError(err).Error("journal the rollback; rolling back anyway, state.json is written again at every poll")
 	}
 	u.repairCurrent()

@@ -7,6 +7,9 @@
 //	go run ./bench/reliability -sim 500         runs 500 sequences of the composed-fault
 //	                                            simulation and writes its section only
 //	go run ./bench/reliability -sim-from s.json renders that section from a saved run
+//	go run ./bench/reliability -mutants 60      the mutation check: each of issue 10's bugs
+//	                                            switched back on (internal/mutant), the
+//	                                            sequences it took the simulation to catch it
 //
 // The guarantees and their tests are listed in bench/reliability/guarantees.txt.
 // Failing tests do not make it fail: they are what the report is for. It exits
@@ -48,6 +51,7 @@ func run(args []string, log io.Writer) error {
 	simSeed := fs.Uint64("sim-seed", 1, "the seed of the first sequence")
 	simParallel := fs.Int("sim-parallel", 3, "sequences run at once")
 	simFrom := fs.String("sim-from", "", "render the simulation's section from this saved go test -json output")
+	mutants := fs.Int("mutants", 0, "the mutation check: run the simulation with each of issue 10's bugs switched back on, up to this many sequences each, and write its section")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +67,9 @@ func run(args []string, log io.Writer) error {
 			return p
 		}
 		return filepath.Join(root, p)
+	}
+	if *mutants > 0 {
+		return mutationReport(root, at(*outFile), *mutants, *simSeed, *simParallel, log)
 	}
 	if *sim > 0 || *simFrom != "" {
 		return simulationReport(root, at(*outFile), *sim, *simSeed, *simParallel, *simFrom, *save, log)
@@ -105,8 +112,10 @@ func run(args []string, log io.Writer) error {
 		return err
 	}
 	if old, err := os.ReadFile(at(*outFile)); err == nil {
-		if kept := keptSimulation(string(old)); kept != "" {
-			buf.WriteString("\n" + kept)
+		for _, m := range [][2]string{{simBegin, simEnd}, {mutBegin, mutEnd}} {
+			if k := kept(string(old), m[0], m[1]); k != "" {
+				buf.WriteString("\n" + k)
+			}
 		}
 	}
 	if err := writeAtomic(at(*outFile), buf.Bytes()); err != nil {
@@ -282,7 +291,7 @@ func simulationReport(root, outFile string, n int, seed uint64, parallel int, fr
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := writeAtomic(outFile, []byte(spliceSimulation(string(old), renderSimulation(run)))); err != nil {
+	if err := writeAtomic(outFile, []byte(splice(string(old), renderSimulation(run), simBegin, simEnd))); err != nil {
 		return err
 	}
 	failed := 0

@@ -320,12 +320,13 @@ func renderSimulation(s *simRun) string {
 	return b.String()
 }
 
-// spliceSimulation puts section into page: in place of the marked section, or at the end.
-func spliceSimulation(page, section string) string {
-	i := strings.Index(page, simBegin)
-	j := strings.Index(page, simEnd)
+// splice puts section, which starts with begin and ends with end, into
+// page: in place of the marked section, or at the end.
+func splice(page, section, begin, end string) string {
+	i := strings.Index(page, begin)
+	j := strings.Index(page, end)
 	if i >= 0 && j > i {
-		return page[:i] + section + page[j+len(simEnd)+1:]
+		return page[:i] + section + page[j+len(end)+1:]
 	}
 	if page != "" && !strings.HasSuffix(page, "\n\n") {
 		page += "\n"
@@ -333,12 +334,12 @@ func spliceSimulation(page, section string) string {
 	return page + section
 }
 
-// keptSimulation is the marked section of page, or "".
-func keptSimulation(page string) string {
-	i := strings.Index(page, simBegin)
-	j := strings.Index(page, simEnd)
+// kept is the section of page marked by begin and end, or "".
+func kept(page, begin, end string) string {
+	i := strings.Index(page, begin)
+	j := strings.Index(page, end)
 	if i < 0 || j < i {
 		return ""
 	}
-	return page[i:j+len(simEnd)] + "\n"
+	return page[i:j+len(end)] + "\n"
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // A SIMSEQ line split over two output events, as test2json may do, is read
@@ -26,12 +27,34 @@ func TestSimulationSection(t *testing.T) {
 		}
 	}
 	page := "# Reliability\n\nbody\n"
-	once := spliceSimulation(page, sec)
-	twice := spliceSimulation(once, strings.Replace(sec, "cmd", "cmd2", 1))
+	once := splice(page, sec, simBegin, simEnd)
+	twice := splice(once, strings.Replace(sec, "cmd", "cmd2", 1), simBegin, simEnd)
 	if !strings.HasPrefix(twice, page) || strings.Count(twice, simBegin) != 1 || !strings.Contains(twice, "cmd2") {
 		t.Errorf("splice:\n%s", twice)
 	}
-	if keptSimulation(twice) == "" || !strings.HasSuffix(twice, keptSimulation(twice)) {
+	if kept(twice, simBegin, simEnd) == "" || !strings.HasSuffix(twice, kept(twice, simBegin, simEnd)) {
 		t.Errorf("kept section does not round-trip")
+	}
+}
+
+// A mutant is caught within the position of its lowest catching seed; one
+// no sequence caught is shown as not caught.
+func TestMutationSection(t *testing.T) {
+	runs := []mutantRun{
+		{Name: "restart-blocks", Ran: 9, Caught: []uint64{17, 12}, First: "inv3: stuck"},
+		{Name: "late-signals", Ran: 60},
+	}
+	if got := runs[0].within(10); got != 3 {
+		t.Errorf("within: %d, want 3", got)
+	}
+	sec := renderMutants(runs, 60, 10, 3, time.Now(), time.Minute, "m", "go")
+	for _, want := range []string{"| `restart-blocks` | yes | 3 | 9 | `inv3: stuck` |", "| `late-signals` | **no** | – | 60 |", "1 of 2 caught."} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("section lacks %q:\n%s", want, sec)
+		}
+	}
+	page := splice("# R\n", sec, mutBegin, mutEnd)
+	if kept(page, mutBegin, mutEnd) != sec {
+		t.Errorf("kept section does not round-trip:\n%s", page)
 	}
 }
