@@ -300,3 +300,54 @@ func TestStopWithCommandsInFlight(t *testing.T) {
 		t.Errorf("exit %d with a follower connected, want 0", code)
 	}
 }
+
+// With every lavap service held, nothing can prove a new release: the move
+// waits, `current` stays, and once the operator starts a service it starts
+// on the release before and is moved on probation; a crashing release is
+// then rolled back and marked bad (found by the simulation, seed 35: it was
+// declared a success with nothing moved, and the held service then crashed
+// on it for good). Both paths: the running upgrader, and the start-time move
+// after a restart of LavaVisor.
+func TestAllHeldServicesMoveOnlyWhenStarted(t *testing.T) {
+	for _, atStart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("at_start=%v", atStart), func(t *testing.T) {
+			h := newTestHome(t)
+			h.place("6.2.5")
+			h.link("6.2.5")
+			h.placeCrashing("6.2.6")
+			h.versions("6.2.5", "6.2.5")
+			h.config(fmt.Sprintf("node: file://%s/versions.yml\npoll-interval: 100ms\nstop-timeout: 5s\nlink: none\n%sservices:\n%s", h.dir, crashingMinUptime, h.service("p1", "")))
+			p := h.start("start")
+			p.waitFor("started", func() bool { return h.count("p1", "start") == 1 })
+			p.waitLog("polling the chain")
+			if code, out := h.ctl("service", "stop", "p1"); code != 0 {
+				t.Fatalf("service stop: exit %d\n%s", code, out)
+			}
+			if atStart {
+				p.signal(syscall.SIGTERM)
+				p.wait()
+				h.versions("6.2.5", "6.2.6")
+				p = h.start("start")
+				p.waitLog("no lavap service started on the release linked at start")
+			} else {
+				h.versions("6.2.5", "6.2.6")
+				p.waitLog("upgrade due, but no lavap service is running to move")
+			}
+			p.waitFor("current back on 6.2.5", func() bool { return h.currentTag() == "v6.2.5" })
+			if h.count("p1", "start") != 1 {
+				t.Fatalf("the held p1 started: %d starts", h.count("p1", "start"))
+			}
+			if lu := h.state(t)["last_upgrade"]; lu != nil {
+				t.Errorf("a move nothing took part in was recorded: %v", lu)
+			}
+			if code, out := h.ctl("service", "start", "p1"); code != 0 {
+				t.Fatalf("service start: exit %d\n%s", code, out)
+			}
+			p.waitLog("rolled back; the new release is marked bad")
+			p.waitFor("p1 back on 6.2.5", func() bool { return h.count("p1", "start") == 3 && h.lastStartVersion("p1") == "6.2.5" && h.live("p1") == 1 && h.currentTag() == "v6.2.5" })
+			if _, ok := h.state(t)["bad"].(map[string]any)["6.2.6"]; !ok {
+				t.Errorf("6.2.6 not marked bad: %v", h.state(t)["bad"])
+			}
+		})
+	}
+}

@@ -59,6 +59,11 @@ func runOutput(t *testing.T, f logrus.Formatter, opts OutputOptions, pieces ...[
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetFormatter(f)
+	if opts.FlushTimeout == 0 {
+		// Close must not give up on a slow but moving buffer: a Write
+		// descheduled for a second on a loaded machine is not blocked.
+		opts.FlushTimeout = time.Minute
+	}
 	o := NewSink(&out, log).NewOutput("provider-eth", opts)
 	pumpPieces(t, o, "stderr", pieces)
 	o.Close()
@@ -314,17 +319,17 @@ func TestNoLineLostUnderLoad(t *testing.T) {
 	// BlockedAfter is long so that a busy test machine descheduling the writer
 	// in a Write cannot pass for a blocked output.
 	t.Run("default queue", func(t *testing.T) {
-		testNoLineLost(t, OutputOptions{BlockedAfter: time.Minute}, false)
+		testNoLineLost(t, OutputOptions{FlushTimeout: time.Minute, BlockedAfter: time.Minute}, false)
 	})
 	// With a 1 MiB pipe that the Pump lets fill, reads fill whole chunks that
 	// are queued as they are.
 	t.Run("1 MiB pipe, output slower than the child", func(t *testing.T) {
-		testNoLineLost(t, OutputOptions{QueueBytes: 4 << 10, BlockedAfter: time.Minute}, true)
+		testNoLineLost(t, OutputOptions{FlushTimeout: time.Minute, QueueBytes: 4 << 10, BlockedAfter: time.Minute}, true)
 	})
 	// A queue smaller than one read is full all the time: the child must be
 	// held back, not cut.
 	t.Run("output slower than the child", func(t *testing.T) {
-		testNoLineLost(t, OutputOptions{QueueBytes: 4 << 10, BlockedAfter: time.Minute}, false)
+		testNoLineLost(t, OutputOptions{FlushTimeout: time.Minute, QueueBytes: 4 << 10, BlockedAfter: time.Minute}, false)
 	})
 }
 
@@ -568,7 +573,7 @@ func TestCloseWaitsForSlowOutput(t *testing.T) {
 
 func TestLastLines(t *testing.T) {
 	log := logrus.New()
-	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{MaxLine: 8 << 10})
+	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute, MaxLine: 8 << 10})
 	var input []byte
 	for i := range 50 {
 		input = fmt.Appendf(input, "line %d\r\n", i)
@@ -597,7 +602,7 @@ func TestRestartsShareOneOutput(t *testing.T) {
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetFormatter(NewJSONFormatter())
-	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{})
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	for start := range 2 {
 		var wg sync.WaitGroup
 		for _, stream := range []string{"stdout", "stderr"} {
@@ -633,7 +638,7 @@ func TestPumpReadError(t *testing.T) {
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetFormatter(NewTextFormatter(false))
-	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{})
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	err := o.Pump("stderr", &failingReader{data: []byte("last words")})
 	o.Close()
 	if err == nil || err.Error() != "read stderr of provider-eth: device on fire" {
@@ -646,7 +651,7 @@ func TestPumpReadError(t *testing.T) {
 
 func TestPumpClosedPipeIsAnEnd(t *testing.T) {
 	log := logrus.New()
-	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{})
+	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	defer o.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -711,7 +716,7 @@ func TestPumpReadsWhatThePipeHoldsAfterItsDeadline(t *testing.T) {
 // only what the pipe held when it was reached is read.
 func TestPumpAfterItsDeadlineEndsDespiteAChattyGrandchild(t *testing.T) {
 	log := logrus.New()
-	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{})
+	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	defer o.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -754,7 +759,7 @@ func TestPumpAfterItsDeadlineEndsDespiteAChattyGrandchild(t *testing.T) {
 func TestPumpAfterCloseDrops(t *testing.T) {
 	log := logrus.New()
 	var out bytes.Buffer
-	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{})
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	o.Close()
 	err := o.Pump("stderr", strings.NewReader("a\nb\n"))
 	if err == nil || err.Error() != "pump stderr of provider-eth: output closed, lines dropped" {
@@ -770,7 +775,7 @@ func TestLevelAboveInfoHidesServiceLines(t *testing.T) {
 	log := logrus.New()
 	log.SetFormatter(NewTextFormatter(false))
 	log.SetLevel(logrus.WarnLevel)
-	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{})
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	pumpBytes(t, o, "stderr", []byte("chatter\n"))
 	o.Close()
 	if out.Len() != 0 || o.Dropped() != 0 {
@@ -849,7 +854,7 @@ func TestPumpQueuesWholeReadBuffers(t *testing.T) {
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetFormatter(NewTextFormatter(false))
-	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{MaxLine: max, BlockedAfter: time.Minute})
+	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute, MaxLine: max, BlockedAfter: time.Minute})
 	if err := o.Pump("stderr", &bigReads{data: input, rng: rng}); err != nil {
 		t.Fatal(err)
 	}
@@ -876,7 +881,7 @@ func TestPumpReusesItsMemory(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetFormatter(NewTextFormatter(false))
-	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{BlockedAfter: time.Minute})
+	o := NewSink(io.Discard, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute, BlockedAfter: time.Minute})
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

@@ -256,7 +256,7 @@ func TestLogsAsLogged(t *testing.T) {
 	log := logrus.New()
 	log.SetFormatter(NewJSONFormatter())
 	s := NewSink(&out, log)
-	o := s.NewOutput("provider-eth", OutputOptions{MaxLine: 8})
+	o := s.NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute, MaxLine: 8})
 	pumpBytes(t, o, "stderr", []byte("short\r\n0123456789abcdefghij\nbad \xff\r\ntail\r"))
 	pumpBytes(t, o, "stdout", []byte("out\n"))
 	o.Close()
@@ -289,14 +289,14 @@ func TestLogsAsLogged(t *testing.T) {
 // that replaces it (a new Output), adds to one ring, numbered on.
 func TestLogsSurviveRestartsAndReloads(t *testing.T) {
 	s := NewSink(io.Discard, logrus.New())
-	o := s.NewOutput("provider-eth", OutputOptions{})
+	o := s.NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	pumpBytes(t, o, "stderr", []byte("first start\n"))
 	pumpBytes(t, o, "stderr", []byte("restarted\nthen killed"))
 	o.Close()
-	o = s.NewOutput("provider-eth", OutputOptions{})
+	o = s.NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute})
 	pumpBytes(t, o, "stdout", []byte("after the reload\n"))
 	o.Close()
-	s.NewOutput("sidecar", OutputOptions{}).Close()
+	s.NewOutput("sidecar", OutputOptions{FlushTimeout: time.Minute}).Close()
 	var got []string
 	for _, l := range s.Logs("provider-eth").Last(10) {
 		got = append(got, fmt.Sprintf("%d %s", l.Seq, l.Text))
@@ -321,7 +321,7 @@ func TestIdleFollowerDoesNotHoldUpService(t *testing.T) {
 	s := NewSink(io.Discard, logrus.New())
 	// A busy machine descheduling the writer in a Write must not pass for a
 	// blocked output.
-	o := s.NewOutput("provider-eth", OutputOptions{BlockedAfter: time.Minute})
+	o := s.NewOutput("provider-eth", OutputOptions{FlushTimeout: time.Minute, BlockedAfter: time.Minute})
 	ring := s.Logs("provider-eth")
 	cursor := ring.Cursor()
 	wait := ring.Wait(cursor)

@@ -228,13 +228,17 @@ func (s *Supervisor) Status() []Status {
 // Started is closed once Run has launched its services.
 func (s *Supervisor) Started() <-chan struct{} { return s.started }
 
-// Upgradable names the services that run the lavap release and have not
-// ended for good, in config order.
+// Upgradable names the services that run the lavap release, have not ended
+// for good and are not held stopped by the operator, in config order: the
+// services an upgrade can move and prove the new release on.
 func (s *Supervisor) Upgradable() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for _, name := range s.order {
+		if s.held[name] {
+			continue
+		}
 		if r, ok := s.pending[name]; ok {
 			if r.spec.Upgradable {
 				out = append(out, name)

@@ -96,6 +96,7 @@ type Upgrader struct {
 
 	lastWarned   chain.Version
 	stateFailing bool // a state.json write failed and was reported
+	noneToMove   bool // an upgrade is due with no service to move (logged once)
 	opc          chan opRequest
 	stopped      chan struct{} // closed when Run returns
 	reconfc      chan Settings
@@ -243,6 +244,17 @@ func (u *Upgrader) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errNothingToMove) {
+			// Decided again at every poll interval, so that a service
+			// started by the operator is moved without a chain change.
+			if !u.noneToMove {
+				u.Log.WithField("wanted", u.Decide(*latest).Wanted.String()).Info("upgrade due, but no lavap service is running to move (held stopped or ended); deciding again at every poll until one runs")
+			}
+			u.noneToMove = true
+			retry = time.After(u.Interval)
+			continue
+		}
+		u.noneToMove = false
 		if err != nil {
 			u.Log.WithError(err).WithField("retry_in", delay.String()).Error("upgrade failed; services keep running on their release")
 			retry = time.After(delay)
@@ -345,8 +357,7 @@ func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) error {
 		return nil
 	}
 	if len(u.Services.Upgradable()) == 0 {
-		log.WithField("wanted", d.Wanted.String()).Info("upgrade due, but no lavap service is running to move")
-		return nil
+		return errNothingToMove
 	}
 	log.WithFields(logrus.Fields{"wanted": d.Wanted.String(), "reason": d.Reason}).Info("upgrade due")
 	return u.Upgrade(ctx, running, d.Candidates, toChainVersions(snap.Versions))
@@ -375,6 +386,10 @@ func (u *Upgrader) finish(from, to chain.Version, result string) {
 	}
 }
 
+// errNothingToMove: an upgrade is due but no lavap service runs to move and
+// prove the release on (every one held stopped by the operator or ended).
+var errNothingToMove = errors.New("no lavap service is running to move (held stopped or ended)")
+
 // failure is why a service failed on the new release.
 type failure struct {
 	service string
@@ -388,6 +403,12 @@ type failure struct {
 // candidate that can be had. When a step fails, the steps before it are
 // undone in reverse before it returns.
 func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates []chain.Version, cv ChainVersions) error {
+	if len(u.Services.Upgradable()) == 0 {
+		// Nothing would prove the new release: a held service started
+		// later would run it with no probation (found by the simulation,
+		// seed 35). `current` stays; the move happens once one runs.
+		return errNothingToMove
+	}
 	start := time.Now()
 	j := &Journal{From: from.String(), To: candidates[0].String(), Step: StepFetch, Started: start.UTC()}
 	if err := u.journal(j); err != nil {
@@ -434,6 +455,13 @@ func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates [
 	}
 	if f != nil {
 		return u.rollback(ctx, j, from, to, f, cv)
+	}
+	if len(j.Moved) == 0 {
+		// Every service was held or ended meanwhile: nothing proved the
+		// release, and a held one started later would run it unproven.
+		u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Warn("no lavap service moved (held stopped or ended meanwhile); back to the release before, the move waits until one runs")
+		u.unmove(from)
+		return errNothingToMove
 	}
 	u.finish(from, to, ResultSuccess)
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String(), "took": time.Since(start).Round(time.Millisecond).String()}).Info("upgrade done")
@@ -677,6 +705,16 @@ func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Vers
 	return nil
 }
 
+// unmove puts `current` and the services' release back on from after a
+// move that no service took part in; it is not a failure of the release.
+func (u *Upgrader) unmove(from chain.Version) {
+	u.setRunning(from)
+	if err := u.State.Update(func(s *State) { s.Journal = nil }); err != nil {
+		u.Log.WithError(err).Error("clear the journal; state.json is written again at every poll")
+	}
+	u.repairCurrent()
+}
+
 // flushState writes state.json if a change could not be written before; it
 // logs when writing fails first and when it works again, not every poll.
 func (u *Upgrader) flushState() {
@@ -798,6 +836,13 @@ func (u *Upgrader) watchStart(ctx context.Context, j Journal) error {
 		if err != nil {
 			u.Log.WithError(err).Error("rollback at start")
 		}
+		return nil
+	}
+	if n == 0 && !from.IsZero() {
+		// No service started on it (every one held by the operator): nothing
+		// proved it, so it is not kept; the move happens once one runs.
+		u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Warn("no lavap service started on the release linked at start (held stopped); back to the release before, the move waits until one runs")
+		u.unmove(from)
 		return nil
 	}
 	u.Log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("upgrade done: services stayed up on the release linked at start")

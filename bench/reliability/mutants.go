@@ -43,15 +43,9 @@ type mutantRun struct {
 	First   string   // the first violation of the lowest such seed
 	Wall    time.Duration
 	Problem string // go test failed outside the sequences
-}
-
-// within is the number of sequences, from seed, that caught the mutant: the
-// position of the lowest catching seed; 0 when none did.
-func (m mutantRun) within(seed uint64) int {
-	if len(m.Caught) == 0 {
-		return 0
-	}
-	return int(slices.Min(m.Caught)-seed) + 1
+	// Control is the lowest catching seed replayed without the mutant: ""
+	// when it passes (the catch is the mutant's), else its first violation.
+	Control string
 }
 
 func mutantCommand(name string, n int, seed uint64, parallel int) (env, args []string) {
@@ -78,7 +72,7 @@ func runMutant(root, name string, n int, seed uint64, parallel int, log io.Write
 	if err != nil {
 		return mutantRun{}, err
 	}
-	m := mutantRun{Name: name, Ran: len(res.records), Wall: time.Since(began), Problem: strings.Join(res.problems, "; ")}
+	m := mutantRun{Name: name, Ran: len(res.records), Problem: strings.Join(res.problems, "; ")}
 	var low uint64
 	for _, r := range res.records {
 		if len(r.Violations) == 0 {
@@ -89,8 +83,45 @@ func runMutant(root, name string, n int, seed uint64, parallel int, log io.Write
 			low, m.First = r.Seed, r.Violations[0]
 		}
 	}
-	fmt.Fprintf(log, "mutant %s: %d sequences ran, caught by %v, %s\n", name, m.Ran, m.Caught, m.Wall.Round(time.Second))
+	if len(m.Caught) > 0 {
+		// The control: the same events without the mutant must pass, or
+		// the catch was not the mutant's.
+		if m.Control, err = replay(root, slices.Min(m.Caught), log); err != nil {
+			return mutantRun{}, err
+		}
+	}
+	m.Wall = time.Since(began)
+	fmt.Fprintf(log, "mutant %s: %d sequences ran, caught by %v, control %q, %s\n", name, m.Ran, m.Caught, m.Control, m.Wall.Round(time.Second))
 	return m, nil
+}
+
+// replay runs sequence seed without a mutant: "" when it passes, else its
+// first violation.
+func replay(root string, seed uint64, log io.Writer) (string, error) {
+	env, args := simCommand(1, seed, 1)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "LAVAVISOR_MUTANT=")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = log
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return "", fmt.Errorf("go test: %w", err)
+	}
+	res, err := readSimulation(&out, nil)
+	if err != nil {
+		return "", err
+	}
+	if len(res.records) != 1 {
+		return "", fmt.Errorf("replay of sequence %d: %d records (%s)", seed, len(res.records), strings.Join(res.problems, "; "))
+	}
+	if v := res.records[0].Violations; len(v) > 0 {
+		return v[0], nil
+	}
+	return "", nil
 }
 
 // mutationReport runs every mutant and writes its section of the report.
@@ -129,17 +160,26 @@ func renderMutants(runs []mutantRun, n int, seed uint64, parallel int, date time
 	p("Each of the seven bugs of issue 10 (one owner of service changes) is switched back on, one at a time, in a lavavisor built with the ")
 	p("test-only build tag `lavavisor_mutants` (package `internal/mutant`; without the tag every hook is a constant false), ")
 	p("and the simulation runs until a sequence catches it (up to %d sequences from seed %d, %d at once; sequences not begun when one caught it are skipped). ", n, seed, parallel)
-	p("\"Within\" is the position of the lowest catching seed: the bug is caught within that many sequences.\n\n")
+	p("Sequences run in parallel and in no fixed order, so \"within\" is the number of sequences run until the catch (the catching one and those in flight included). ")
+	p("The control replays the lowest catching seed without the mutant: it must pass, or the catch was not the mutant's.\n\n")
 	p("| run | |\n|---|---|\n| date | %s |\n| machine | %s |\n| Go | %s |\n", date.UTC().Format("2006-01-02 15:04 UTC"), cell(machine), cell(goVer))
 	p("| command | `go run ./bench/reliability -mutants %d` (one mutant: `LAVAVISOR_MUTANT=<name> LAVAVISOR_SIM_SEED=%d LAVAVISOR_SIM_SEQUENCES=%d go test -run TestSimulationComposedFaults .`) |\n", n, seed, n)
 	p("| took | %s |\n\n", wall.Round(time.Second))
-	p("| issue 10 point: bug | mutant | caught | within | sequences run | first violation |\n|---|---|---|---|---|---|\n")
+	p("| issue 10 point: bug | mutant | caught | within | by seeds | control without the mutant | first violation |\n|---|---|---|---|---|---|---|\n")
 	caught := 0
 	for _, m := range runs {
-		verdict, within := "**no**", "–"
+		verdict, within, control := "**no**", strconv.Itoa(m.Ran)+" (none caught it)", "–"
 		if len(m.Caught) > 0 {
-			caught++
-			verdict, within = "yes", strconv.Itoa(m.within(seed))
+			verdict, within, control = "yes", strconv.Itoa(m.Ran), "passes"
+			if m.Control != "" {
+				verdict, control = "**not attributable**", "fails too: `"+strings.ReplaceAll(m.Control, "`", "'")+"`"
+			} else {
+				caught++
+			}
+		}
+		seeds := make([]string, len(m.Caught))
+		for i, s := range m.Caught {
+			seeds[i] = strconv.FormatUint(s, 10)
 		}
 		msg := m.First
 		if len(msg) > 200 {
@@ -148,8 +188,8 @@ func renderMutants(runs []mutantRun, n int, seed uint64, parallel int, date time
 		if m.Problem != "" {
 			msg += " (go test: " + m.Problem + ")"
 		}
-		p("| %s | `%s` | %s | %s | %d | %s |\n", cell(mutantText[m.Name]), m.Name, verdict, within, m.Ran, cell("`"+strings.ReplaceAll(msg, "`", "'")+"`"))
+		p("| %s | `%s` | %s | %s | %s | %s | %s |\n", cell(mutantText[m.Name]), m.Name, verdict, within, strings.Join(seeds, " "), cell(control), cell("`"+strings.ReplaceAll(msg, "`", "'")+"`"))
 	}
-	p("\n%d of %d caught.\n%s\n", caught, len(runs), mutEnd)
+	p("\n%d of %d caught (by a sequence that passes without the mutant).\n%s\n", caught, len(runs), mutEnd)
 	return b.String()
 }

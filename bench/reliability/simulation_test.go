@@ -37,18 +37,22 @@ func TestSimulationSection(t *testing.T) {
 	}
 }
 
-// A mutant is caught within the position of its lowest catching seed; one
-// no sequence caught is shown as not caught.
+// A mutant is caught within the sequences run until the catch, if the
+// catching seed passes without it; one no sequence caught, or whose catch
+// fails without the mutant too, is not counted.
 func TestMutationSection(t *testing.T) {
 	runs := []mutantRun{
 		{Name: "restart-blocks", Ran: 9, Caught: []uint64{17, 12}, First: "inv3: stuck"},
 		{Name: "late-signals", Ran: 60},
-	}
-	if got := runs[0].within(10); got != 3 {
-		t.Errorf("within: %d, want 3", got)
+		{Name: "link-decides", Ran: 4, Caught: []uint64{3}, First: "inv1: x", Control: "inv1: y"},
 	}
 	sec := renderMutants(runs, 60, 10, 3, time.Now(), time.Minute, "m", "go")
-	for _, want := range []string{"| `restart-blocks` | yes | 3 | 9 | `inv3: stuck` |", "| `late-signals` | **no** | – | 60 |", "1 of 2 caught."} {
+	for _, want := range []string{
+		"| `restart-blocks` | yes | 9 | 17 12 | passes | `inv3: stuck` |",
+		"| `late-signals` | **no** | 60 (none caught it) |  | – |",
+		"| `link-decides` | **not attributable** | 4 | 3 | fails too: `inv1: y` |",
+		"1 of 3 caught",
+	} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("section lacks %q:\n%s", want, sec)
 		}
