@@ -52,6 +52,13 @@ func assertConsistent(t *testing.T, h *testHome, p *proc, oldPids []int, allowed
 
 func allPids(h *testHome) []int { return append(h.pids("p1"), h.pids("p2")...) }
 
+// lastAlive reports whether the last process service name started lives.
+// The timeline is read once: it grows while a service restarts.
+func lastAlive(h *testHome, name string) bool {
+	pids := h.pids(name)
+	return len(pids) > 0 && alive(pids[len(pids)-1])
+}
+
 // TestKilledDuringRollingUpgradeResumes kills LavaVisor with SIGKILL at each
 // step of a rolling upgrade and starts it again.
 func TestKilledDuringRollingUpgradeResumes(t *testing.T) {
@@ -82,7 +89,7 @@ func TestKilledDuringRollingUpgradeResumes(t *testing.T) {
 			})
 			p2 := h.start("start")
 			p2.waitLog("lavavisor started")
-			p2.waitFor("services up", func() bool { return len(h.pids("p1")) > 0 && alive(h.pids("p1")[len(h.pids("p1"))-1]) })
+			p2.waitFor("services up", func() bool { return lastAlive(h, "p1") })
 			p2.waitLog("upgrade done")
 			assertConsistent(t, h, p2, old, "6.2.6")
 			if !strings.Contains(p2.out.String(), "an upgrade was interrupted") {
@@ -105,7 +112,7 @@ func TestKilledDuringRollbackStaysOnPrevious(t *testing.T) {
 	p2 := h.start("start")
 	p2.waitLog("polling the chain")
 	p2.waitFor("both running", func() bool {
-		return alive(h.pids("p1")[len(h.pids("p1"))-1]) && alive(h.pids("p2")[len(h.pids("p2"))-1])
+		return lastAlive(h, "p1") && lastAlive(h, "p2")
 	})
 	assertConsistent(t, h, p2, old[:0], "6.2.5")
 	if h.currentTag() != "v6.2.5" {

@@ -547,12 +547,12 @@ func (f *stallingFormatter) Format(e *logrus.Entry) ([]byte, error) {
 // machine.
 func TestCloseWaitsForSlowOutput(t *testing.T) {
 	// Long enough that no Write to a buffer passes for stuck, on a busy
-	// machine too; the stall is well beyond it, so that before the fix
-	// Close always gave up.
-	const flush = 500 * time.Millisecond
+	// machine too (at 500 ms one did, at load 20); the stall is beyond it,
+	// so that before the fix Close always gave up.
+	const flush = 3 * time.Second
 	var out syncBuffer
 	log := logrus.New()
-	f := &stallingFormatter{Formatter: NewTextFormatter(false), closeCalled: make(chan struct{}), stall: 4 * flush}
+	f := &stallingFormatter{Formatter: NewTextFormatter(false), closeCalled: make(chan struct{}), stall: 2 * flush}
 	log.SetFormatter(f)
 	o := NewSink(&out, log).NewOutput("provider-eth", OutputOptions{FlushTimeout: flush, BlockedAfter: time.Minute})
 	const lines = 5000
