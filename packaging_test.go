@@ -93,7 +93,8 @@ func TestPackagingCompose(t *testing.T) {
 func TestPackagingKubernetes(t *testing.T) {
 	f := loadPackagingFiles(t)
 	img, problems := checkDockerfile(t, f.dockerfile, f.goMod)
-	problems = append(problems, checkKubernetes(t, f.k8s, img)...)
+	_, kp := checkKubernetes(t, "deploy/k8s", f.k8s, img)
+	problems = append(problems, kp...)
 	for _, p := range problems {
 		t.Error(p)
 	}
@@ -177,7 +178,8 @@ func TestPackagingCatchesInconsistentEdits(t *testing.T) {
 			}
 			img, problems := checkDockerfile(t, f.dockerfile, f.goMod)
 			problems = append(problems, checkCompose(t, f.compose, img)...)
-			problems = append(problems, checkKubernetes(t, f.k8s, img)...)
+			_, kp := checkKubernetes(t, "deploy/k8s", f.k8s, img)
+			problems = append(problems, kp...)
 			for _, p := range problems {
 				if strings.Contains(p, c.want) {
 					return
@@ -361,8 +363,7 @@ func checkPod(t *testing.T, where string, args []string, env map[string]string) 
 	ps := podService{cli: cli, home: cli.Directory}
 	// The settings pod would run with, computed as pod.go does; config.Load
 	// also validates them (node URL, chain id, releases-dir).
-	o := cli.Globals.overrides()
-	o.Restart = cli.Pod.Restart
+	o := cli.Pod.overrides(&cli.Globals)
 	ps.cfg, err = config.Load(filepath.Join(t.TempDir(), "config.yml"), o, config.Options{IgnoreServices: true, AllowMissing: true})
 	if err != nil {
 		bad("settings: %v", err)
@@ -850,6 +851,7 @@ type k8sStatefulSet struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
 	Spec struct {
+		Replicas    *int   `yaml:"replicas"`
 		ServiceName string `yaml:"serviceName"`
 		Selector    struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
@@ -882,6 +884,16 @@ type k8sPodSpec struct {
 		ConfigMap *struct {
 			Name string `yaml:"name"`
 		} `yaml:"configMap"`
+		Secret *struct {
+			SecretName string `yaml:"secretName"`
+			Items      []struct {
+				Key  string `yaml:"key"`
+				Path string `yaml:"path"`
+			} `yaml:"items"`
+		} `yaml:"secret"`
+		PersistentVolumeClaim *struct {
+			ClaimName string `yaml:"claimName"`
+		} `yaml:"persistentVolumeClaim"`
 	} `yaml:"volumes"`
 }
 
@@ -922,7 +934,8 @@ type k8sProbe struct {
 
 type k8sService struct {
 	Metadata struct {
-		Name string `yaml:"name"`
+		Name   string            `yaml:"name"`
+		Labels map[string]string `yaml:"labels"`
 	} `yaml:"metadata"`
 	Spec struct {
 		ClusterIP string            `yaml:"clusterIP"`
@@ -977,8 +990,8 @@ func (p portRef) resolve(c k8sContainer) int {
 	return 0
 }
 
-// k8sObjects decodes every document of every file, by kind.
-func k8sObjects(files map[string]string) (map[string][]*yaml.Node, []string) {
+// k8sObjects decodes every document of every file of dir, by kind.
+func k8sObjects(dir string, files map[string]string) (map[string][]*yaml.Node, []string) {
 	objs := map[string][]*yaml.Node{}
 	var problems []string
 	for name, src := range files {
@@ -988,14 +1001,14 @@ func k8sObjects(files map[string]string) (map[string][]*yaml.Node, []string) {
 			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
-				problems = append(problems, fmt.Sprintf("deploy/k8s/%s: %v", name, err))
+				problems = append(problems, fmt.Sprintf("%s/%s: %v", dir, name, err))
 				break
 			}
 			var head struct {
 				Kind string `yaml:"kind"`
 			}
 			if err := doc.Decode(&head); err != nil || head.Kind == "" {
-				problems = append(problems, fmt.Sprintf("deploy/k8s/%s: a document without kind (%v)", name, err))
+				problems = append(problems, fmt.Sprintf("%s/%s: a document without kind (%v)", dir, name, err))
 				continue
 			}
 			objs[head.Kind] = append(objs[head.Kind], &doc)
@@ -1004,10 +1017,20 @@ func k8sObjects(files map[string]string) (map[string][]*yaml.Node, []string) {
 	return objs, problems
 }
 
-func checkKubernetes(t *testing.T, files map[string]string, img image) []string {
+// k8sPod is a StatefulSet that checkKubernetes found to run `lavavisor pod`.
+type k8sPod struct {
+	ss k8sStatefulSet
+	c  k8sContainer
+	ps podService
+}
+
+// checkKubernetes checks the objects of the files of dir (base name →
+// content) and returns the StatefulSets whose container parses as `pod`.
+func checkKubernetes(t *testing.T, dir string, files map[string]string, img image) ([]k8sPod, []string) {
 	t.Helper()
-	objs, problems := k8sObjects(files)
-	bad := func(format string, a ...any) { problems = append(problems, "deploy/k8s: "+fmt.Sprintf(format, a...)) }
+	objs, problems := k8sObjects(dir, files)
+	var pods []k8sPod
+	bad := func(format string, a ...any) { problems = append(problems, dir+": "+fmt.Sprintf(format, a...)) }
 	configMaps := map[string]map[string]string{}
 	for _, n := range objs["ConfigMap"] {
 		var cm k8sConfigMap
@@ -1056,6 +1079,7 @@ func checkKubernetes(t *testing.T, files map[string]string, img image) []string 
 		if ps.cli == nil {
 			continue
 		}
+		pods = append(pods, k8sPod{ss: ss, c: c, ps: ps})
 
 		grace := 30 * time.Second // Kubernetes' default
 		if pod.TerminationGracePeriodSeconds != nil {
@@ -1149,7 +1173,7 @@ func checkKubernetes(t *testing.T, files map[string]string, img image) []string 
 			}
 			data, ok := configMaps[cmName]
 			if !ok {
-				fail("ConfigMap %s is not in deploy/k8s", cmName)
+				fail("ConfigMap %s is not in %s", cmName, dir)
 				continue
 			}
 			content, ok := data[ps.lavap[1]]
@@ -1162,7 +1186,7 @@ func checkKubernetes(t *testing.T, files map[string]string, img image) []string 
 			if m.SubPath != "" {
 				target = m.MountPath
 			}
-			problems = append(problems, lavapConfigProblems("deploy/k8s: "+where, ps, workdir, target, content, func(p int) bool {
+			problems = append(problems, lavapConfigProblems(dir+": "+where, ps, workdir, target, content, func(p int) bool {
 				return portRef{num: p}.resolve(c) != 0
 			})...)
 		}
@@ -1219,10 +1243,10 @@ func checkKubernetes(t *testing.T, files map[string]string, img image) []string 
 			}
 		}
 	}
-	return problems
+	return pods, problems
 }
 
-func deref(p *int64) any {
+func deref[T any](p *T) any {
 	if p == nil {
 		return "unset"
 	}

@@ -20,6 +20,9 @@ type podCmd struct {
 	Command []string `arg:"" optional:"" passthrough:"" help:"The command after --; a first word lavap means the current release's lavap." xor:"command"`
 	keyringFlags
 	healthFlags
+
+	// The chart sets it to keep its grace period above it (deploy/helm).
+	StopTimeout *time.Duration `name:"stop-timeout" help:"After the stop signal, how long the child has before SIGKILL (default: config.yml's stop-timeout, else 15s); keep the container's grace period above it." env:"LAVAVISOR_STOP_TIMEOUT"`
 }
 
 // healthFlags declare the pod's health check (SPEC §7), as a service's health
@@ -81,8 +84,7 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		return err
 	}
 	h := newHome(g.Directory)
-	o := g.overrides()
-	o.Restart = c.Restart
+	o := c.overrides(g)
 	spec := supervisor.Spec{Name: c.Name, Args: argv[1:]}
 	// The command becomes the config's one service, so that its role (from
 	// rpcprovider/rpcconsumer) counts in upgrade decisions as in `start`.
@@ -143,6 +145,14 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		stop:        stop,
 	}
 	return s.run()
+}
+
+// overrides are the settings that pod's flags give over config.yml: the
+// global ones and pod's own.
+func (c *podCmd) overrides(g *Globals) config.Overrides {
+	o := g.overrides()
+	o.Restart, o.StopTimeout = c.Restart, c.StopTimeout
+	return o
 }
 
 // podExitCode is the child's: its exit code, or 128+N when killed by signal N.
