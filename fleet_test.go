@@ -145,7 +145,8 @@ func (c *fleetClock) movedAt(h *testHome, p *proc, name, version string) time.Ti
 
 func TestUpgradeWindowWaitsAndGoesAtItsOpening(t *testing.T) {
 	rs := newReleaseServer(t)
-	h := upgradeHome(t, rs, "upgrade-window: \"02:00-04:00\"\n")
+	// min-uptime 5s: the window closes while p1 is on probation.
+	h := upgradeHome(t, rs, "upgrade-window: \"02:00-04:00\"\nmin-uptime: 5s\n")
 	clock := newFleetClock(t, h.dir)
 	day := today()
 	clock.set(day.Add(hhmm(1, 0))) // an hour before the window opens
@@ -185,6 +186,11 @@ func TestUpgradeWindowWaitsAndGoesAtItsOpening(t *testing.T) {
 	at := clock.movedAt(h, p, "p1", "6.2.6")
 	if at.Before(opening.Add(-measureSlack)) || at.After(opening.Add(time.Minute)) {
 		t.Errorf("p1 moved at %s, want at the window's opening %s", at.Format(time.RFC3339Nano), opening.Format(time.RFC3339))
+	}
+	// An upgrade in progress when the window closes finishes.
+	clock.set(day.Add(hhmm(4, 0)))
+	if h.lastStartVersion("p2") != "6.2.5" {
+		t.Fatal("p2 moved before the window closed: the test proves nothing")
 	}
 	p.waitLog("upgrade done")
 	if h.lastStartVersion("p2") != "6.2.6" || h.currentTag() != "v6.2.6" || rs.downloads("6.2.6") != 1 {
