@@ -215,13 +215,19 @@ func TestUpgradeWindowMinimumGoesAtOnce(t *testing.T) {
 	h := upgradeHome(t, rs, "upgrade-window: \"02:00-04:00\"\nupgrade-spread: 30m\n")
 	clock := newFleetClock(t, h.dir)
 	clock.set(today().Add(hhmm(12, 0)))
-	p := clock.start(h, "", "start")
+	p := clock.start(h, "", "--metrics-addr", "127.0.0.1:0", "start")
+	base := metricsURL(p)
 	p.waitFor("both on 6.2.5", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
 	p.waitLog("polling the chain")
 	h.versions("6.2.5", "6.2.6")
 	p.waitLog("release ready; only the swap waits")
-	if pe := clock.pending(h); pe == nil || pe.To != "6.2.6" || pe.WaitingFor != upgrade.WaitWindow {
+	pe := clock.pending(h)
+	if pe == nil || pe.To != "6.2.6" || pe.WaitingFor != upgrade.WaitWindow {
 		t.Fatalf("pending %+v", pe)
+	}
+	const metric = "lavavisor_upgrade_pending_not_before_timestamp_seconds"
+	if v, ok := scrape(t, base).value(metric, map[string]string{"to": "6.2.6", "waiting_for": "window"}); !ok || v != float64(pe.NotBefore.Unix()) {
+		t.Errorf("%s = %v (%v), want %d", metric, v, ok, pe.NotBefore.Unix())
 	}
 
 	h.versions("6.2.6", "6.2.7") // 6.2.5 is below the new minimum
@@ -236,6 +242,9 @@ func TestUpgradeWindowMinimumGoesAtOnce(t *testing.T) {
 	p.waitLog("upgrade done")
 	if pe := clock.pending(h); pe != nil {
 		t.Errorf("still pending: %+v", pe)
+	}
+	if _, ok := scrape(t, base)[metric]; ok {
+		t.Errorf("%s still there with nothing pending", metric)
 	}
 }
 
