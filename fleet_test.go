@@ -187,6 +187,7 @@ func TestUpgradeWindowWaitsAndGoesAtItsOpening(t *testing.T) {
 	if at.Before(opening.Add(-measureSlack)) || at.After(opening.Add(time.Minute)) {
 		t.Errorf("p1 moved at %s, want at the window's opening %s", at.Format(time.RFC3339Nano), opening.Format(time.RFC3339))
 	}
+	t.Logf("p1 swapped %s after the window opened (measured from its process start)", at.Sub(opening))
 	// An upgrade in progress when the window closes finishes.
 	clock.set(day.Add(hhmm(4, 0)))
 	if h.lastStartVersion("p2") != "6.2.5" {
@@ -360,6 +361,7 @@ func TestUpgradeSpreadFixedPerInstance(t *testing.T) {
 	if at.Before(notBefore[0].Add(-measureSlack)) || at.After(notBefore[0].Add(time.Minute)) {
 		t.Errorf("moved at %s, want at %s", at.Format(time.RFC3339Nano), notBefore[0].Format(time.RFC3339))
 	}
+	t.Logf("delays %s (%s) and %s (%s); %s swapped %s after its not_before", fleet[0].delay, fleet[0].host, fleet[1].delay, fleet[1].host, a.host, at.Sub(notBefore[0]))
 	b := fleet[1]
 	if pe := b.clock.pending(b.h); pe == nil || !pe.NotBefore.Equal(notBefore[1]) || b.h.lastStartVersion("p1") != "6.2.5" {
 		t.Errorf("the other instance moved with the first: pending %+v, p1 on %s", pe, b.h.lastStartVersion("p1"))
