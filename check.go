@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -28,6 +29,9 @@ type checkReport struct {
 	Restart []string    `json:"restart"`
 	Reason  string      `json:"reason"`
 	Due     bool        `json:"upgrade_due"`
+	// Pending: the upgrade due waits for its window or spread (SPEC §10).
+	Pending *upgrade.Pending `json:"pending,omitempty"`
+	now     time.Time
 }
 
 type checkChain struct {
@@ -39,7 +43,8 @@ type checkChain struct {
 }
 
 // Run is a dry run: it takes no lock and writes no file. Exit 0: nothing to
-// do; 3: an upgrade is due; 1: error.
+// do; 3: an upgrade is due, also one that waits for its window or spread
+// (shown as pending); 1: error.
 func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error {
 	h := newHome(g.Directory)
 	l := log.WithField("component", "check")
@@ -72,7 +77,7 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	if err != nil {
 		return err
 	}
-	up, err := newUpgrader(cfg, inst, st, l)
+	up, err := newUpgrader(cfg, h, inst, st, l)
 	if err != nil {
 		return err
 	}
@@ -80,6 +85,8 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 	r.Reason = d.Reason
 	if !d.Wanted.IsZero() {
 		r.Due, r.Wanted = true, d.Wanted.String()
+		r.now = up.Clock()
+		r.Pending = up.PendingFor(d, r.now)
 		r.Source, r.From = "url", "(auto-download is off: not available)"
 		if _, err := inst.Store.Verify(d.Wanted); err == nil {
 			r.Source, r.From = "local", inst.Store.ReleaseDir(d.Wanted)
@@ -115,6 +122,9 @@ func printCheck(r checkReport) {
 	fmt.Printf("wanted:   %s (%s)\n", r.Wanted, r.Reason)
 	fmt.Printf("from:     %s %s\n", r.Source, r.From)
 	fmt.Printf("restart:  %s\n", orNone(strings.Join(r.Restart, ", ")))
+	if r.Pending != nil {
+		fmt.Println(pendingLine(r.Pending, r.now))
+	}
 }
 
 func orNone(s string) string {

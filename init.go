@@ -89,7 +89,7 @@ func (c *initCmd) link(ctx context.Context, cfg *config.Config, h home, log *log
 	if err := recordChain(st, snap); err != nil {
 		return err
 	}
-	up, err := newUpgrader(cfg, inst, st, log)
+	up, err := newUpgrader(cfg, h, inst, st, log)
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,10 @@ type Globals struct {
 	DownloadURL  *string        `name:"download-url" help:"Release asset URL template ({version}, {os}, {arch})." env:"LAVAVISOR_DOWNLOAD_URL"`
 	ChecksumsURL *string        `name:"checksums-url" help:"Checksums file URL template." env:"LAVAVISOR_CHECKSUMS_URL"`
 	ReleasesDir  *string        `name:"releases-dir" help:"Releases folder (default <home>/upgrades); may be shared by several instances." env:"LAVAVISOR_RELEASES_DIR"`
+	// The upgrade window and spread (SPEC §10), global so that `check` in a
+	// pod's container sees the pod's.
+	UpgradeWindow *string        `name:"upgrade-window" group:"Fleet" help:"Upgrades that only follow the target wait for this daily window, HH:MM-HH:MM in UTC (may wrap midnight); \"\": any time (default: config upgrade-window)." env:"LAVAVISOR_UPGRADE_WINDOW"`
+	UpgradeSpread *time.Duration `name:"upgrade-spread" group:"Fleet" help:"Such upgrades also wait a delay in [0, spread), fixed per host name and home, so that a fleet moves one by one; shorter than the window (default: config upgrade-spread)." env:"LAVAVISOR_UPGRADE_SPREAD"`
 }
 
 // CLI is the whole command tree.
@@ -278,13 +282,15 @@ func newLogger(g Globals) (*logrus.Logger, *supervisor.Sink) {
 // overrides turns the global flags into config overrides.
 func (g *Globals) overrides() config.Overrides {
 	return config.Overrides{
-		Node:         g.Node,
-		GRPCAddr:     g.GRPCAddr,
-		GRPCInsecure: g.GRPCInsecure,
-		ChainID:      g.ChainID,
-		PollInterval: g.PollInterval,
-		DownloadURL:  g.DownloadURL,
-		ChecksumsURL: g.ChecksumsURL,
-		ReleasesDir:  g.ReleasesDir,
+		Node:          g.Node,
+		GRPCAddr:      g.GRPCAddr,
+		GRPCInsecure:  g.GRPCInsecure,
+		ChainID:       g.ChainID,
+		PollInterval:  g.PollInterval,
+		DownloadURL:   g.DownloadURL,
+		ChecksumsURL:  g.ChecksumsURL,
+		ReleasesDir:   g.ReleasesDir,
+		UpgradeWindow: g.UpgradeWindow,
+		UpgradeSpread: g.UpgradeSpread,
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -58,8 +60,8 @@ func chainSource(cfg *config.Config, log *logrus.Entry) (chain.Source, error) {
 
 // newUpgrader builds the upgrader of cfg; Services, Updates and Interval are
 // set by `start`.
-func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateFile, log *logrus.Entry) (*upgrade.Upgrader, error) {
-	settings, err := settingsFor(cfg, inst.Fetcher, inst.SystemLink)
+func newUpgrader(cfg *config.Config, h home, inst *upgrade.Installer, st *upgrade.StateFile, log *logrus.Entry) (*upgrade.Upgrader, error) {
+	settings, err := settingsFor(cfg, h, inst.Fetcher, inst.SystemLink)
 	if err != nil {
 		return nil, err
 	}
@@ -68,12 +70,13 @@ func newUpgrader(cfg *config.Config, inst *upgrade.Installer, st *upgrade.StateF
 		State:     st,
 		Settings:  settings,
 		Log:       log.WithField("component", "upgrader"),
+		Now:       testClock(),
 	}, nil
 }
 
 // settingsFor is every upgrade setting of cfg: the one place a reloadable
 // key reaches the upgrader, at start and at each reload.
-func settingsFor(cfg *config.Config, fetcher *upgrade.Fetcher, systemLink string) (upgrade.Settings, error) {
+func settingsFor(cfg *config.Config, h home, fetcher *upgrade.Fetcher, systemLink string) (upgrade.Settings, error) {
 	pin, err := pinVersion(cfg)
 	if err != nil {
 		return upgrade.Settings{}, err
@@ -93,7 +96,50 @@ func settingsFor(cfg *config.Config, fetcher *upgrade.Fetcher, systemLink string
 		Rolling:      cfg.Rolling,
 		Fetcher:      fetcher,
 		SystemLink:   systemLink,
+		Schedule:     schedule(cfg, h),
 	}, nil
+}
+
+// schedule is the upgrade window and this instance's spread delay (SPEC
+// §10), derived from the host name and the home's absolute path: fixed for
+// the instance, different across a fleet.
+func schedule(cfg *config.Config, h home) upgrade.Schedule {
+	host, _ := os.Hostname() // "" when unknown: the home still tells instances apart
+	root, err := filepath.Abs(h.root)
+	if err != nil {
+		root = h.root
+	}
+	spread := cfg.UpgradeSpread.Std()
+	return upgrade.Schedule{
+		Open: cfg.UpgradeWindow.Start, Close: cfg.UpgradeWindow.End,
+		Spread: spread, Delay: upgrade.InstanceDelay(host, root, spread),
+	}
+}
+
+// testClockEnv names a file holding a duration (such as -1h30m) that the
+// upgrade window and spread add to the wall clock, re-read at every look.
+// A seam for the end-to-end tests only, so that they can move an instance
+// to a window's opening without waiting for it; not a setting.
+const testClockEnv = "LAVAVISOR_TEST_CLOCK_OFFSET_FILE"
+
+// testClock is the clock of the upgrade window and spread: nil (the wall
+// clock) unless the test seam is set.
+func testClock() func() time.Time {
+	path := os.Getenv(testClockEnv)
+	if path == "" {
+		return nil
+	}
+	return func() time.Time {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return time.Now()
+		}
+		off, err := time.ParseDuration(strings.TrimSpace(string(b)))
+		if err != nil {
+			return time.Now()
+		}
+		return time.Now().Add(off)
+	}
 }
 
 // upgraderSettings are cfg's upgrade settings for a reload: the fetcher and
@@ -103,7 +149,7 @@ func upgraderSettings(cfg *config.Config, h home, log *logrus.Entry) (upgrade.Se
 	if err != nil {
 		return upgrade.Settings{}, err
 	}
-	return settingsFor(cfg, inst.Fetcher, inst.SystemLink)
+	return settingsFor(cfg, h, inst.Fetcher, inst.SystemLink)
 }
 
 // roles are the lavap roles the services use.

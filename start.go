@@ -205,7 +205,7 @@ func (s *session) run() error {
 	if err != nil {
 		return err
 	}
-	up, err := newUpgrader(cfg, inst, st, s.log.WithField("component", "lavavisor"))
+	up, err := newUpgrader(cfg, s.home, inst, st, s.log.WithField("component", "lavavisor"))
 	if err != nil {
 		return err
 	}
@@ -257,6 +257,7 @@ func (s *session) run() error {
 	up.OnResult = ops.Upgraded
 	ops.Watch(sup, st, cfg, specs)
 	ops.WatchLinks(up.Links)
+	ops.WatchPending(up.Pending)
 
 	forced := make(chan struct{})
 	reloadc := make(chan reloadRequest, 1)
@@ -474,6 +475,14 @@ func chainChanged(a, b *config.Config) bool {
 func (s *session) upgradeAtStart(ctx context.Context, up *upgrade.Upgrader, snap chain.Snapshot, log *logrus.Entry) *upgrade.Journal {
 	d := up.Decide(snap)
 	if d.Wanted.IsZero() {
+		return nil
+	}
+	// A target-only move waits for its window and spread like any other
+	// (SPEC §10): the release is fetched now, the services start on `current`.
+	if wait, err := up.Hold(ctx, d); err != nil || wait > 0 {
+		if err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("cannot get the wanted release at start; starting on the linked one")
+		}
 		return nil
 	}
 	running, _ := up.Installer.Current()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lavavisor/lavavisor/control"
+	"github.com/lavavisor/lavavisor/upgrade"
 )
 
 type statusCmd struct {
@@ -66,9 +67,18 @@ func printStatus(w io.Writer, rep control.Report, now time.Time) {
 	} else {
 		fmt.Fprintln(w, "last upgrade: none")
 	}
+	if p := rep.Pending; p != nil {
+		fmt.Fprintln(w, pendingLine(p, now))
+	}
 	for _, p := range rep.Problems {
 		fmt.Fprintln(w, "problem: "+p)
 	}
+}
+
+// pendingLine describes a waiting upgrade for people (status and check).
+func pendingLine(p *upgrade.Pending, now time.Time) string {
+	return fmt.Sprintf("pending: %s, not before %s (in %s), waiting for the %s: %s", p.To,
+		p.NotBefore.UTC().Format(time.RFC3339), p.NotBefore.Sub(now).Round(time.Second), p.WaitingFor, p.Reason)
 }
 
 func orDash(s string) string {

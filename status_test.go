@@ -57,10 +57,15 @@ func assertKeys(t *testing.T, b []byte) {
 			t.Errorf("%s keys %v, want %v", what, got, w)
 		}
 	}
-	if _, ok := m["problems"]; ok {
-		want("top-level", keysOf(b), "services", "chain", "last_upgrade", "problems")
-	} else {
-		want("top-level", keysOf(b), "services", "chain", "last_upgrade")
+	top := []string{"services", "chain", "last_upgrade"}
+	for _, optional := range []string{"problems", "pending"} {
+		if _, ok := m[optional]; ok {
+			top = append(top, optional)
+		}
+	}
+	want("top-level", keysOf(b), top...)
+	if _, ok := m["pending"]; ok {
+		want("pending", keysOf(m["pending"]), "to", "reason", "not_before", "waiting_for")
 	}
 	var svcs []json.RawMessage
 	json.Unmarshal(m["services"], &svcs)

@@ -14,6 +14,7 @@ const nodeRule = `want tcp://, http:// or https:// with a host (several separate
 const sizeRule = `want a whole number of bytes with an optional unit, such as 1024, 10KiB, 100MB or 512MiB`
 const signalRule = `(want SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2 or SIGKILL)`
 const healthURLRule = `want an http:// or https:// URL with a host, such as http://127.0.0.1:7776/metrics/ETH1/jsonrpc/health`
+const windowRule = `want "HH:MM-HH:MM" in UTC on a 24-hour clock, such as "02:00-04:00" (may wrap midnight: "22:00-02:00"), or "" for any time`
 const pinRule = `want X.Y.Z with no leading zeros and no "v", each part at most 10000`
 
 // badConfigs pairs each testdata/<name>.bad.yml with the whole error it must
@@ -39,6 +40,15 @@ var badConfigs = []struct{ name, want string }{
 	{"env-wrong-type", `{file}:4: services[0].env: want a mapping of keys, got a list`},
 	{"node-wrong-type", `{file}:1: node: want a string, got a list`},
 	{"args-item-wrong-type", "{file}:3: services[0].args[1]: want a string, got a mapping\n{file}:3: services[0].args[2]: want a string, got nothing"},
+
+	// Upgrade window and spread (SPEC §10).
+	{"upgrade-window-text", `{file}:1: upgrade-window: invalid upgrade window "2am-4am": ` + windowRule},
+	{"upgrade-window-hour", `{file}:1: upgrade-window: invalid upgrade window "24:00-02:00": ` + windowRule},
+	{"upgrade-window-same", `{file}:1: upgrade-window: invalid upgrade window "02:00-02:00": it opens and closes at the same minute; for any time of day use ""`},
+	{"upgrade-window-wrong-type", `{file}:1: upgrade-window: want a window such as "02:00-04:00", got a list`},
+	{"upgrade-spread-too-long", `{file}:2: upgrade-spread: 10m0s: must be shorter than upgrade-window 23:55-00:05 (open 10m0s), or the last instances would never fit in it`},
+	{"upgrade-spread-negative", `{file}:1: upgrade-spread: negative duration "-1m"`},
+	{"upgrade-spread-bare", `{file}:1: upgrade-spread: invalid duration "10": use a Go duration such as 15s`},
 
 	// Durations and sizes.
 	{"bad-duration", `{file}:1: stop-timeout: invalid duration "15": use a Go duration such as 15s`},

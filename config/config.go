@@ -28,6 +28,8 @@ type Config struct {
 	Rolling         bool          `yaml:"rolling"`
 	Pin             string        `yaml:"pin"` // "" or X.Y.Z
 	BadReleaseRetry Duration      `yaml:"bad-release-retry"`
+	UpgradeWindow   Window        `yaml:"upgrade-window"` // zero: any time (SPEC §10)
+	UpgradeSpread   Duration      `yaml:"upgrade-spread"` // 0: no spread
 	Services        []Service     `yaml:"services"`
 
 	// Path is the absolute path of the file read, "" when none was.

@@ -70,6 +70,8 @@ func (d *decoder) config(root *yaml.Node, c *Config, ignoreServices bool) {
 		"rolling":           d.boolean(&c.Rolling),
 		"pin":               d.str(&c.Pin),
 		"bad-release-retry": d.duration(&c.BadReleaseRetry),
+		"upgrade-window":    d.window(&c.UpgradeWindow),
+		"upgrade-spread":    d.duration(&c.UpgradeSpread),
 		"services":          services,
 	})
 }
@@ -278,6 +280,21 @@ func (d *decoder) signal(p *Signal) field {
 			return
 		}
 		*p = sig
+	}
+}
+
+func (d *decoder) window(p *Window) field {
+	return func(v *yaml.Node, key string) {
+		s, ok := d.scalar(v, key, `a window such as "02:00-04:00"`)
+		if !ok {
+			return
+		}
+		w, err := ParseWindow(s)
+		if err != nil {
+			d.errf(v, key, "%v", err)
+			return
+		}
+		*p = w
 	}
 }
 

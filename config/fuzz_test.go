@@ -91,6 +91,11 @@ func FuzzRenderedConfig(f *testing.F) {
 		c.RequestTimeout, c.PollInterval = Duration(dur), Duration(dur/2)
 		c.Download.MaxSize, c.MaxResponseSize = ByteSize(size), ByteSize(size)
 		c.StopSignal = Signal(signalNames[int(sig)%len(signalNames)].sig)
+		c.UpgradeSpread = Duration(dur / 3)
+		if flags&4 != 0 {
+			minute := func(n int64) time.Duration { return time.Duration((n%1440+1440)%1440) * time.Minute }
+			c.UpgradeWindow = Window{Start: minute(size), End: minute(int64(keep))}
+		}
 		c.GRPCInsecure, c.AutoDownload, c.Rolling = flags&1 != 0, flags&2 != 0, flags&4 != 0
 		if flags&8 != 0 {
 			c.Restart = RestartOnFailure
@@ -378,6 +383,8 @@ func render(t *testing.T, c *Config) []byte {
 		"rolling", boolean(c.Rolling),
 		"pin", str(c.Pin),
 		"bad-release-retry", str(c.BadReleaseRetry.String()),
+		"upgrade-window", str(c.UpgradeWindow.String()),
+		"upgrade-spread", str(c.UpgradeSpread.String()),
 	)
 	if c.Services != nil {
 		root.Content = append(root.Content, plain("!!str", "services"), services)

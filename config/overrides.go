@@ -8,11 +8,11 @@ import (
 // Overrides are values from flags or environment variables. A nil field was not
 // given and never overrides the file.
 type Overrides struct {
-	Node, GRPCAddr, ChainID, DownloadURL, ChecksumsURL, ReleasesDir, Link, Pin *string
-	GRPCInsecure, AutoDownload, RequireChecksum, Rolling                       *bool
-	RequestTimeout, PollInterval, StopTimeout, MinUptime                       *time.Duration
-	StopSignal                                                                 *string // parsed like the YAML value
-	Restart, Upgrade                                                           *string
+	Node, GRPCAddr, ChainID, DownloadURL, ChecksumsURL, ReleasesDir, Link, Pin, UpgradeWindow *string
+	GRPCInsecure, AutoDownload, RequireChecksum, Rolling                                      *bool
+	RequestTimeout, PollInterval, StopTimeout, MinUptime, UpgradeSpread                       *time.Duration
+	StopSignal                                                                                *string // parsed like the YAML value
+	Restart, Upgrade                                                                          *string
 }
 
 // applyOverrides sets every value given in o, and records the flag that gave it
@@ -59,6 +59,7 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 	duration(&c.PollInterval, o.PollInterval, "poll-interval", "--poll-interval")
 	duration(&c.StopTimeout, o.StopTimeout, "stop-timeout", "--stop-timeout")
 	duration(&c.MinUptime, o.MinUptime, "min-uptime", "--min-uptime")
+	duration(&c.UpgradeSpread, o.UpgradeSpread, "upgrade-spread", "--upgrade-spread")
 
 	var probs []Problem
 	if o.ReleasesDir != nil {
@@ -73,6 +74,15 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 			}
 		}
 		str(&c.ReleasesDir, &dir, "releases-dir", "--releases-dir")
+	}
+	if o.UpgradeWindow != nil {
+		src.flags["upgrade-window"] = "--upgrade-window"
+		w, err := ParseWindow(*o.UpgradeWindow)
+		if err != nil {
+			probs = append(probs, Problem{Flag: "--upgrade-window", Key: "upgrade-window", Msg: err.Error()})
+		} else {
+			c.UpgradeWindow = w
+		}
 	}
 	if o.StopSignal != nil {
 		src.flags["stop-signal"] = "--stop-signal"

@@ -64,6 +64,14 @@ rolling: true
 pin: ""
 # A release marked bad is tried again after this long.
 bad-release-retry: 1h
+# An upgrade that only follows the target (the running release is at or above
+# every minimum) waits for this daily window, "HH:MM-HH:MM" in UTC (may wrap
+# midnight, as "22:00-02:00"). "": any time. A minimum that rises goes at once.
+upgrade-window: ""
+# Such an upgrade also waits a delay in [0, upgrade-spread), fixed for this
+# instance (from its host name and home), so that a fleet moves one by one.
+# Shorter than the window. 0s: no delay.
+upgrade-spread: 0s
 
 # The supervised processes. Add one with:
 #   lavavisor create-service provider provider.yml --from my-key --geolocation 1

@@ -137,6 +137,10 @@ func (v *validator) process() {
 		v.errf("upgrade", "%v", err)
 	}
 	v.positive("bad-release-retry", c.BadReleaseRetry)
+	v.nonNegative("upgrade-spread", c.UpgradeSpread)
+	if w := c.UpgradeWindow; !w.IsZero() && c.UpgradeSpread.Std() >= w.Length() {
+		v.errf("upgrade-spread", "%s: must be shorter than upgrade-window %s (open %s), or the last instances would never fit in it", c.UpgradeSpread, w, w.Length())
+	}
 }
 
 var serviceName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

@@ -128,7 +128,7 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 type sessionCollector struct {
 	o                                                                      *Plane
 	up, restarts, lastExit, dropped, chain, height, release, build, linkOK *prometheus.Desc
-	healthy, healthFailures                                                *prometheus.Desc
+	healthy, healthFailures, pending                                       *prometheus.Desc
 }
 
 func newSessionCollector(o *Plane) *sessionCollector {
@@ -155,13 +155,15 @@ func newSessionCollector(o *Plane) *sessionCollector {
 			"1 when the service's process is healthy (its health check passes, or it runs and has none), else 0.", []string{"service"}, nil),
 		healthFailures: prometheus.NewDesc("lavavisor_health_check_failures_total",
 			"Failed health checks of the service since LavaVisor started.", []string{"service"}, nil),
+		pending: prometheus.NewDesc("lavavisor_upgrade_pending_not_before_timestamp_seconds",
+			"Unix time before which the waiting upgrade to release `to` does not swap, waiting for its upgrade window or spread; absent when none waits.", []string{"to", "waiting_for"}, nil),
 		linkOK: prometheus.NewDesc("lavavisor_link_ok",
 			"1 when the link names the running release, 0 when it cannot be written (retried every poll); link is current or system.", []string{"link"}, nil),
 	}
 }
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures} {
+	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures, c.pending} {
 		ch <- d
 	}
 }
@@ -199,6 +201,9 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.release, prometheus.GaugeValue, 1, tag)
 	}
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.o.version)
+	if p := c.o.waiting(); p != nil {
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(p.NotBefore.Unix()), p.To, p.WaitingFor)
+	}
 	if c.o.links != nil {
 		l := c.o.links()
 		ok := func(errText string) float64 {

@@ -35,6 +35,9 @@ type Plane struct {
 	state  *upgrade.StateFile
 	poller *chain.Poller // nil when no service runs lavap
 	links  func() upgrade.LinkState
+	// pending is the upgrade waiting for its window or spread; nil
+	// without an upgrader.
+	pending func() *upgrade.Pending
 
 	mu    sync.Mutex
 	roles map[string]config.Role // changed by a reload
@@ -103,6 +106,18 @@ func (o *Plane) currentTag() (string, error) {
 		return "", fmt.Errorf("no current")
 	}
 	return o.current()
+}
+
+// WatchPending hands over the waiting upgrade; call it before the run group
+// starts.
+func (o *Plane) WatchPending(pending func() *upgrade.Pending) { o.pending = pending }
+
+// waiting is the upgrade waiting now, nil when none.
+func (o *Plane) waiting() *upgrade.Pending {
+	if o.pending == nil {
+		return nil
+	}
+	return o.pending()
 }
 
 // WatchLinks hands over the links' state; call it before the run group starts.
@@ -216,5 +231,6 @@ func (o *Plane) Report() Report {
 		rep.LastUpgrade = &UpgradeReport{From: lu.From, To: lu.To, Result: lu.Result, At: lu.At}
 	}
 	rep.Problems, _ = o.problems()
+	rep.Pending = o.waiting()
 	return rep
 }

@@ -1,6 +1,10 @@
 package control
 
-import "time"
+import (
+	"time"
+
+	"github.com/lavavisor/lavavisor/upgrade"
+)
 
 // Report is the answer to `status` (SPEC §4) and `status --json`. Chain and
 // LastUpgrade are null when unknown.
@@ -12,6 +16,9 @@ type Report struct {
 	// `current` that does not name the running release, a system-path link
 	// that cannot be made, a state.json that cannot be written.
 	Problems []string `json:"problems,omitempty"`
+	// Pending is an upgrade waiting for its window or spread (SPEC §10);
+	// absent when none waits.
+	Pending *upgrade.Pending `json:"pending,omitempty"`
 }
 
 // ServiceReport is one service in a Report.

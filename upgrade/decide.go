@@ -82,7 +82,11 @@ type Decision struct {
 	LoweredTarget bool
 	// WarnLoweredTarget: LoweredTarget, and not yet warned about for this target.
 	WarnLoweredTarget bool
-	Reason            string // one sentence for the log and `check`
+	// TargetOnly: the move only follows the target; the running release is
+	// at or above every minimum, so it may wait for an upgrade window and
+	// spread (SPEC §10). Never for a pin or when nothing runs yet.
+	TargetOnly bool
+	Reason     string // one sentence for the log and `check`
 }
 
 // Decide applies SPEC §6.2–6.3. It does no I/O.
@@ -137,6 +141,7 @@ func Decide(in Input) Decision {
 		return d
 	}
 	d.Wanted = d.Candidates[0]
+	d.TargetOnly = !run.IsZero() && !d.BelowMin
 	d.Reason = fmt.Sprintf("%s: %s%s; moving to %s", from, span, skipped, d.Wanted)
 	return d
 }

@@ -137,6 +137,11 @@ func TestDecide(t *testing.T) {
 			if d.BelowMin != c.belowMin || d.LoweredTarget != c.lowered || d.WarnLoweredTarget != c.warnL {
 				t.Errorf("BelowMin %v LoweredTarget %v Warn %v; want %v %v %v", d.BelowMin, d.LoweredTarget, d.WarnLoweredTarget, c.belowMin, c.lowered, c.warnL)
 			}
+			// SPEC §10: only a move that follows the target may wait; never
+			// one below a minimum, a pin, or the first release of a home.
+			if want := c.wanted != "" && !c.in.Running.IsZero() && !c.belowMin && c.in.Pin.IsZero(); d.TargetOnly != want {
+				t.Errorf("TargetOnly = %v, want %v", d.TargetOnly, want)
+			}
 			if !strings.Contains(d.Reason, c.reason) || d.Reason == "" {
 				t.Errorf("Reason = %q, want it to contain %q", d.Reason, c.reason)
 			}

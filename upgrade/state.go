@@ -25,6 +25,15 @@ type State struct {
 	OperatorPin string `json:"operator_pin,omitempty"`
 	// Held are the services `lavavisor service stop` holds stopped.
 	Held []string `json:"held,omitempty"`
+	// TargetSeen is when this instance first saw the target it waits for
+	// (SPEC §10): its spread delay counts from then, also after a restart.
+	TargetSeen *TargetSeen `json:"target_seen,omitempty"`
+}
+
+// TargetSeen is a target and when it was first seen.
+type TargetSeen struct {
+	Target string    `json:"target"`
+	At     time.Time `json:"at"`
 }
 
 // ChainRecord is the last versions read from the chain, and at what height.
@@ -170,6 +179,10 @@ func (s State) clone() State {
 	if s.LastUpgrade != nil {
 		u := *s.LastUpgrade
 		c.LastUpgrade = &u
+	}
+	if s.TargetSeen != nil {
+		ts := *s.TargetSeen
+		c.TargetSeen = &ts
 	}
 	return c
 }

@@ -64,6 +64,9 @@ type Settings struct {
 	Rolling      bool
 	Fetcher      *Fetcher // nil: never download
 	SystemLink   string   // "": none
+	// Schedule makes an upgrade that only follows the target wait for the
+	// upgrade window and this instance's spread delay (SPEC §10).
+	Schedule Schedule
 }
 
 // Upgrader is the actor that moves the services to the release the chain
@@ -93,10 +96,15 @@ type Upgrader struct {
 	// OnResult is called after each upgrade attempt with how long it took
 	// (metrics, tests); optional.
 	OnResult func(rec UpgradeRecord, took time.Duration)
+	// Now is the clock of the upgrade window and spread; nil: the wall
+	// clock. A seam for tests.
+	Now func() time.Time
 
 	lastWarned   chain.Version
-	stateFailing bool // a state.json write failed and was reported
-	noneToMove   bool // an upgrade is due with no service to move (logged once)
+	prepared     chain.Version // the waiting upgrade's release, fetched already
+	held         Decision      // the decision of the upgrade that waits
+	stateFailing bool          // a state.json write failed and was reported
+	noneToMove   bool          // an upgrade is due with no service to move (logged once)
 	opc          chan opRequest
 	stopped      chan struct{} // closed when Run returns
 	reconfc      chan Settings
@@ -106,6 +114,7 @@ type Upgrader struct {
 	links   LinkState
 	busy    bool          // an upgrade or an operator's command is in progress
 	idle    chan struct{} // closed when busy ends
+	pending *Pending      // an upgrade waiting for its window or spread
 }
 
 // LinkState says which links do not name the running release, and why.
@@ -195,6 +204,7 @@ func (u *Upgrader) Run(ctx context.Context) error {
 	var (
 		latest   *chain.Snapshot
 		retry    <-chan time.Time
+		wake     <-chan time.Time // a waiting upgrade's next look at its schedule
 		delay    = u.Interval
 		reminder = time.NewTicker(u.Interval)
 	)
@@ -221,9 +231,20 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			u.setBusy(false)
 			op.reply <- opReply{msg, err}
 			retry, delay = nil, u.Interval
+			if u.Pending() != nil {
+				// The command may have done what waited: decide again.
+				u.setPending(nil)
+				wake = time.After(0)
+			}
 			continue
 		case <-retry:
 			retry = nil
+		case <-wake:
+			wake = nil
+			if wait := u.stillWaiting(); wait > 0 {
+				wake = time.After(min(wait, u.Interval))
+				continue
+			}
 		case <-reminder.C:
 			u.repairLinks()
 			u.flushState()
@@ -239,11 +260,12 @@ func (u *Upgrader) Run(ctx context.Context) error {
 		// decision, whichever of the two the select above picked first.
 		u.takeSettings()
 		u.setBusy(true)
-		err := u.attempt(ctx, *latest)
+		wait, err := u.attempt(ctx, *latest)
 		u.setBusy(false)
 		if ctx.Err() != nil {
 			return nil
 		}
+		wake = nil
 		if errors.Is(err, errNothingToMove) {
 			// Decided again at every poll interval, so that a service
 			// started by the operator is moved without a chain change.
@@ -255,6 +277,10 @@ func (u *Upgrader) Run(ctx context.Context) error {
 			continue
 		}
 		u.noneToMove = false
+		if wait > 0 {
+			// At the poll interval at the latest: the clock may be stepped.
+			wake = time.After(min(wait, u.Interval))
+		}
 		if err != nil {
 			u.Log.WithError(err).WithField("retry_in", delay.String()).Error("upgrade failed; services keep running on their release")
 			retry = time.After(delay)
@@ -340,8 +366,9 @@ func (u *Upgrader) remindBelowMin(snap chain.Snapshot) {
 	}
 }
 
-// attempt does what the decision for snap says; an error means "retry".
-func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) error {
+// attempt does what the decision for snap says; an error means "retry". An
+// upgrade that waits for its window or spread returns how long it waits.
+func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) (time.Duration, error) {
 	d := u.Decide(snap)
 	running := u.Running()
 	log := u.Log.WithFields(logrus.Fields{"running": running.String(), "min": d.Min.String(), "target": d.Target.String()})
@@ -353,14 +380,19 @@ func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) error {
 		log.Error("the running release is below the chain's minimum")
 	}
 	if d.Wanted.IsZero() {
+		u.setPending(nil)
 		log.WithField("reason", d.Reason).Debug("no upgrade")
-		return nil
+		return 0, nil
 	}
 	if len(u.Services.Upgradable()) == 0 {
-		return errNothingToMove
+		u.setPending(nil)
+		return 0, errNothingToMove
+	}
+	if wait, err := u.Hold(ctx, d); wait > 0 || err != nil {
+		return wait, err
 	}
 	log.WithFields(logrus.Fields{"wanted": d.Wanted.String(), "reason": d.Reason}).Info("upgrade due")
-	return u.Upgrade(ctx, running, d.Candidates, toChainVersions(snap.Versions))
+	return 0, u.Upgrade(ctx, running, d.Candidates, toChainVersions(snap.Versions))
 }
 
 // journal writes the journal's next step before it is taken.
