@@ -28,6 +28,9 @@ type Config struct {
 	Rolling         bool          `yaml:"rolling"`
 	Pin             string        `yaml:"pin"` // "" or X.Y.Z
 	BadReleaseRetry Duration      `yaml:"bad-release-retry"`
+	LogsDir         string        `yaml:"logs-dir"` // "": no log files; absolute after Load
+	LogMaxSize      ByteSize      `yaml:"log-max-size"`
+	LogMaxFiles     int           `yaml:"log-max-files"`
 	Services        []Service     `yaml:"services"`
 
 	// Path is the absolute path of the file read, "" when none was.
@@ -129,6 +132,8 @@ func Default() Config {
 		Upgrade:         UpgradeTarget,
 		Rolling:         true,
 		BadReleaseRetry: Duration(time.Hour),
+		LogMaxSize:      100 << 20,
+		LogMaxFiles:     5,
 	}
 }
 

@@ -70,6 +70,9 @@ func (d *decoder) config(root *yaml.Node, c *Config, ignoreServices bool) {
 		"rolling":           d.boolean(&c.Rolling),
 		"pin":               d.str(&c.Pin),
 		"bad-release-retry": d.duration(&c.BadReleaseRetry),
+		"logs-dir":          d.str(&c.LogsDir),
+		"log-max-size":      d.size(&c.LogMaxSize),
+		"log-max-files":     d.integer(&c.LogMaxFiles),
 		"services":          services,
 	})
 }

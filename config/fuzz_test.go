@@ -378,6 +378,9 @@ func render(t *testing.T, c *Config) []byte {
 		"rolling", boolean(c.Rolling),
 		"pin", str(c.Pin),
 		"bad-release-retry", str(c.BadReleaseRetry.String()),
+		"logs-dir", str(c.LogsDir),
+		"log-max-size", str(c.LogMaxSize.String()),
+		"log-max-files", plain("!!int", strconv.Itoa(c.LogMaxFiles)),
 	)
 	if c.Services != nil {
 		root.Content = append(root.Content, plain("!!str", "services"), services)

@@ -64,6 +64,12 @@ rolling: true
 pin: ""
 # A release marked bad is tried again after this long.
 bad-release-retry: 1h
+# Also write each service's lines, raw, to <logs-dir>/<name>.log, rotated at
+# log-max-size (whole MiB) keeping log-max-files compressed files. "": none.
+# A relative path is relative to this file's folder.
+logs-dir: ""
+log-max-size: 100MiB
+log-max-files: 5
 
 # The supervised processes. Add one with:
 #   lavavisor create-service provider provider.yml --from my-key --geolocation 1
