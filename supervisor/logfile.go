@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +25,9 @@ const (
 	// that a rotation falls between lines and a Write never exceeds the
 	// library's size limit (at least 1 MiB).
 	fileWriteMax = 256 << 10
+	// compressWait bounds how long a closed file waits for the compression
+	// of its rotated files.
+	compressWait = 10 * time.Second
 	// MiB is the unit of LogFiles.MaxSize: the rotation library counts in it.
 	MiB = 1 << 20
 )
@@ -257,6 +261,7 @@ func (f *fileLog) run() {
 	w := fileWriter{f: f}
 	defer func() {
 		f.lj.Close()
+		f.waitCompressed(compressWait)
 		f.mu.Lock()
 		n := f.unreported
 		f.mu.Unlock()
@@ -285,6 +290,25 @@ func (f *fileLog) run() {
 			return
 		}
 		<-f.kick
+	}
+}
+
+// waitCompressed waits, at most d, until no rotated file of f is left to
+// compress: the library compresses in a goroutine of its own that nothing
+// waits for, so an exit in the middle would leave a cut .gz beside its source.
+func (f *fileLog) waitCompressed(d time.Duration) {
+	ext := filepath.Ext(f.path)
+	// The library's backup names: <name>-2006-01-02T15-04-05.000.log; a
+	// service name has no capital T, so another service's file never matches.
+	pattern := strings.TrimSuffix(f.path, ext) + "-[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*" + ext
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(d)
+	for {
+		if left, _ := filepath.Glob(pattern); len(left) == 0 || time.Now().After(deadline) {
+			return
+		}
+		<-tick.C
 	}
 }
 

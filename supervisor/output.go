@@ -60,6 +60,23 @@ type Sink struct {
 	own     *ownLog
 	logs    logRings // each service's LogRing, by name (ring.go)
 	files   logFiles // each service's log file, when logs-dir is set (logfile.go)
+	// discard: w is /dev/null (`2>/dev/null` beside logs-dir): service lines
+	// are not formatted for it, only queued for the ring and the log files.
+	discard bool
+}
+
+// isDevNull tells whether w is the null device.
+func isDevNull(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode()&os.ModeCharDevice != 0 && unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 3
 }
 
 // writeTimer tells how long the Write in progress has been going on.
@@ -88,7 +105,7 @@ func (w *writeTimer) untilBlocked(d time.Duration, from time.Time) time.Duration
 // formatted with log's Formatter (as read by NewOutput) and respect its level as
 // Info entries; hooks are not fired for them.
 func NewSink(w io.Writer, log *logrus.Logger) *Sink {
-	s := &Sink{log: log, w: w}
+	s := &Sink{log: log, w: w, discard: isDevNull(w)}
 	s.own = newOwnLog(s, DefaultBlockedAfter)
 	log.SetOutput(s.own)
 	return s
@@ -741,7 +758,7 @@ type batchWriter struct {
 }
 
 func (w *batchWriter) write(batch []*chunk) {
-	enabled := w.o.sink.log.IsLevelEnabled(logrus.InfoLevel)
+	enabled := w.o.sink.log.IsLevelEnabled(logrus.InfoLevel) && !w.o.sink.discard
 	for i, c := range batch {
 		if !enabled {
 			w.o.release(c)
