@@ -19,12 +19,12 @@ import (
 
 const (
 	// DefaultFileQueueBytes bounds the lines of one log file waiting for the
-	// disk (a second buffer of the same size is being written meanwhile).
+	// disk, the chunk being written included.
 	DefaultFileQueueBytes = 4 << 20
 	// fileWriteMax is the most written in one Write, cut at a line's end, so
 	// that a rotation falls between lines and a Write never exceeds the
-	// library's size limit (at least 1 MiB).
-	fileWriteMax = 256 << 10
+	// library's size limit (at least 1 MiB): a chunk.
+	fileWriteMax = chunkSize
 	// compressWait bounds how long a closed file waits for the compression
 	// of its rotated files.
 	compressWait = 10 * time.Second
@@ -155,6 +155,7 @@ func (s *Sink) newFileLogLocked(service string, slot *fileSlot) *fileLog {
 			Compress:   true,
 		},
 		slot: slot,
+		sink: s,
 		warn: s.log.WithFields(logrus.Fields{FieldService: service, "file": path}),
 		kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
@@ -181,22 +182,27 @@ type fileLog struct {
 	kick chan struct{} // a send wakes the writer; capacity 1, never blocks
 	done chan struct{} // closed when the writer has returned
 
+	sink *Sink // its chunk pool
+
 	mu         sync.Mutex
-	buf        []byte // whole lines waiting for the writer
+	queue      []*chunk // whole lines waiting for the writer
+	queued     int      // bytes in queue and in the chunk being written
 	closing    bool
 	unreported uint64        // lines dropped since writing last worked
-	roomFreed  chan struct{} // closed when the writer takes buf; made by a waiting Pump
+	roomFreed  chan struct{} // closed when room is freed; made by a waiting Pump
 }
 
 // add queues whole lines (each ending in '\n'); piece, when set, is one piece
-// of a line and gets a '\n' after it.
+// of a line and gets a '\n' after it. Lines are copied into chunks of the
+// sink's pool, which the writer gives back once written: the queue's memory
+// is reused, never grown.
 func (f *fileLog) add(lines []byte, piece bool) {
 	n := len(lines)
 	if piece {
 		n++
 	}
 	f.mu.Lock()
-	for !f.closing && len(f.buf) > 0 && len(f.buf)+n > f.opts.QueueBytes {
+	for !f.closing && f.queued > 0 && f.queued+n > f.opts.QueueBytes {
 		wait := f.writing.untilBlocked(f.opts.BlockedAfter, time.Time{})
 		if wait <= 0 {
 			break
@@ -214,7 +220,7 @@ func (f *fileLog) add(lines []byte, piece bool) {
 		t.Stop()
 		f.mu.Lock()
 	}
-	if f.closing || len(f.buf) > 0 && len(f.buf)+n > f.opts.QueueBytes {
+	if f.closing || f.queued > 0 && f.queued+n > f.opts.QueueBytes {
 		k := 1
 		if !piece {
 			k = bytes.Count(lines, []byte{'\n'})
@@ -223,15 +229,44 @@ func (f *fileLog) add(lines []byte, piece bool) {
 		f.mu.Unlock()
 		return
 	}
-	f.buf = append(f.buf, lines...)
+	f.queued += n
 	if piece {
-		f.buf = append(f.buf, '\n')
+		c := f.tailLocked(n)
+		c.data = append(append(c.data, lines...), '\n')
+	}
+	for !piece && len(lines) > 0 {
+		c := f.tailLocked(bytes.IndexByte(lines, '\n') + 1)
+		k := min(len(lines), cap(c.data)-len(c.data))
+		if k < len(lines) {
+			k = bytes.LastIndexByte(lines[:k], '\n') + 1
+		}
+		c.data = append(c.data, lines[:k]...)
+		lines = lines[k:]
 	}
 	f.mu.Unlock()
 	select {
 	case f.kick <- struct{}{}:
 	default:
 	}
+}
+
+// tailLocked returns the queued chunk with room for n more bytes, a new one
+// when the last has none.
+func (f *fileLog) tailLocked(n int) *chunk {
+	if k := len(f.queue); k > 0 {
+		if t := f.queue[k-1]; cap(t.data)-len(t.data) >= n {
+			return t
+		}
+	}
+	var c *chunk
+	if n <= chunkSize {
+		c = f.sink.newChunk()
+		c.data = c.mem[:0]
+	} else {
+		c = &chunk{data: make([]byte, 0, n)}
+	}
+	f.queue = append(f.queue, c)
+	return c
 }
 
 func (f *fileLog) dropLocked(lines uint64) {
@@ -239,14 +274,18 @@ func (f *fileLog) dropLocked(lines uint64) {
 	f.slot.dropped.Add(lines)
 }
 
-// close makes the writer write what is queued, close the file and return.
-func (f *fileLog) close() {
-	f.mu.Lock()
-	f.closing = true
+func (f *fileLog) signalRoomLocked() {
 	if f.roomFreed != nil {
 		close(f.roomFreed)
 		f.roomFreed = nil
 	}
+}
+
+// close makes the writer write what is queued, close the file and return.
+func (f *fileLog) close() {
+	f.mu.Lock()
+	f.closing = true
+	f.signalRoomLocked()
 	f.mu.Unlock()
 	select {
 	case f.kick <- struct{}{}:
@@ -254,8 +293,9 @@ func (f *fileLog) close() {
 	}
 }
 
-// run is the writer: it takes the whole queue at once and writes it while the
-// Pumps fill the other buffer.
+// run is the writer: it takes the queued chunks at once and writes them one
+// by one, giving each chunk's room back once written, while the Pumps fill the
+// queue again.
 func (f *fileLog) run() {
 	defer close(f.done)
 	w := fileWriter{f: f}
@@ -269,23 +309,26 @@ func (f *fileLog) run() {
 			f.warn.WithField("dropped", n).Warnf("closed the log file; %d lines were dropped (%s)", n, w.reason())
 		}
 	}()
-	var spare []byte
+	var spare []*chunk
 	for {
 		f.mu.Lock()
-		batch := f.buf
-		f.buf = spare[:0]
+		batch := f.queue
+		f.queue = spare[:0]
 		closing := f.closing
-		if f.roomFreed != nil {
-			close(f.roomFreed)
-			f.roomFreed = nil
-		}
 		f.mu.Unlock()
+		for _, c := range batch {
+			w.write(c.data)
+			f.mu.Lock()
+			f.queued -= len(c.data)
+			f.signalRoomLocked()
+			f.mu.Unlock()
+			f.sink.freeChunk(c)
+		}
+		clear(batch)
+		spare = batch[:0]
 		if len(batch) > 0 {
-			w.write(batch)
-			spare = batch[:0]
 			continue
 		}
-		spare = batch
 		if closing {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -94,17 +95,22 @@ func cpuTime(b *testing.B) time.Duration {
 
 // BenchmarkPipeline pumps 100-byte lines from 1 and 4 children (real pipes)
 // through one sink, as `start` does: "stderr" formats them to a file (the
-// terminal redirected), "logs-dir" also writes each raw to its log file, and
+// terminal redirected), "stderr+logs-dir" also writes each raw to its log
+// file, "logs-dir" only that (stderr is /dev/null), and
 // "raw-copy" is the floor: each pipe copied as it is to a file of its own, no
 // line found, nothing formatted. cpu-ns/line over 100 is CPU s/GB.
 func BenchmarkPipeline(b *testing.B) {
 	line := append(bytes.Repeat([]byte("lavap INF 12:00:00 relay ok "), 4)[:99], '\n')
 	block := bytes.Repeat(line, 1000)
 	for _, writers := range []int{1, 4} {
-		for _, dest := range []string{"raw-copy", "stderr", "logs-dir"} {
+		for _, dest := range []string{"raw-copy", "stderr", "stderr+logs-dir", "logs-dir"} {
 			b.Run(fmt.Sprintf("writers=%d/%s", writers, dest), func(b *testing.B) {
 				dir := b.TempDir()
-				f, err := os.Create(filepath.Join(dir, "stderr"))
+				stderr := filepath.Join(dir, "stderr")
+				if dest == "logs-dir" {
+					stderr = os.DevNull
+				}
+				f, err := os.OpenFile(stderr, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -112,7 +118,7 @@ func BenchmarkPipeline(b *testing.B) {
 				log := logrus.New()
 				log.SetFormatter(NewTextFormatter(false))
 				sink := NewSink(f, log)
-				if dest == "logs-dir" {
+				if strings.HasSuffix(dest, "logs-dir") {
 					sink.SetLogFiles(LogFiles{Dir: filepath.Join(dir, "logs"), MaxSize: 1 << 40, MaxFiles: 1, BlockedAfter: time.Minute})
 				}
 				b.SetBytes(int64(len(line)))
