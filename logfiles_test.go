@@ -259,11 +259,19 @@ func TestReloadSetsLogsDir(t *testing.T) {
 		}
 		p.waitFor("lines in "+dir, serving(dir))
 	}
-	b1, _ := os.ReadFile(filepath.Join(h.dir, "logs1", "p.log"))
-	p.waitFor("logs1 no longer written", func() bool {
-		b, _ := os.ReadFile(filepath.Join(h.dir, "logs1", "p.log"))
-		return len(b) == len(b1)
+	// The old file is closed: no descriptor of LavaVisor's names it, and
+	// it no longer grows while the new one does.
+	old := filepath.Join(h.dir, "logs1", "p.log")
+	p.waitFor("logs1/p.log closed", func() bool { return !openBy(p.cmd.Process.Pid, old) })
+	b1, _ := os.ReadFile(old)
+	b2, _ := os.ReadFile(filepath.Join(h.dir, "logs2", "p.log"))
+	p.waitFor("more lines in logs2", func() bool {
+		b, _ := os.ReadFile(filepath.Join(h.dir, "logs2", "p.log"))
+		return strings.Count(string(b), "serving") >= strings.Count(string(b2), "serving")+3
 	})
+	if b, _ := os.ReadFile(old); len(b) != len(b1) {
+		t.Errorf("logs1/p.log still written after the reload")
+	}
 	if h.count("p", "start") != 1 || !alive(pid) {
 		t.Errorf("the service was restarted by the reload: %q", h.events("p"))
 	}
@@ -296,4 +304,16 @@ func TestPodLogFileFlags(t *testing.T) {
 	if code := p.wait(); code != 1 || !strings.Contains(p.out.String(), "--log-max-size: 10KiB: must be at least 1MiB") {
 		t.Errorf("exit %d:\n%s", code, p.out.String())
 	}
+}
+
+// openBy tells whether process pid has path open.
+func openBy(pid int, path string) bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == path {
+			return true
+		}
+	}
+	return false
 }

@@ -220,6 +220,15 @@ func (f *fileLog) add(lines []byte, piece bool) {
 		t.Stop()
 		f.mu.Lock()
 	}
+	if f.closing {
+		// Replaced by a reload while this Pump held it: the lines go to
+		// the new file.
+		if next := f.slot.cur.Load(); next != nil && next != f {
+			f.mu.Unlock()
+			next.add(lines, piece)
+			return
+		}
+	}
 	if f.closing || f.queued > 0 && f.queued+n > f.opts.QueueBytes {
 		k := 1
 		if !piece {
