@@ -139,4 +139,21 @@ func TestSinkKnowsDevNull(t *testing.T) {
 	if !isDevNull(null) || isDevNull(f) || isDevNull(&bytes.Buffer{}) {
 		t.Error("isDevNull wrong")
 	}
+	// Lines still reach the log file, the ring and LastLines.
+	dir := t.TempDir()
+	sink := NewSink(null, logrus.New())
+	sink.SetLogFiles(LogFiles{Dir: dir, MaxSize: MiB, MaxFiles: 1})
+	o := sink.NewOutput("p", OutputOptions{})
+	o.Pump("stdout", strings.NewReader("one\ntwo\n"))
+	o.Close()
+	sink.CloseLogFiles(10 * time.Second)
+	if got, _ := os.ReadFile(filepath.Join(dir, "p.log")); string(got) != "one\ntwo\n" {
+		t.Errorf("file %q", got)
+	}
+	if got := o.LastLines(5); len(got) != 2 || got[1] != "two" {
+		t.Errorf("LastLines %q", got)
+	}
+	if lines := sink.Logs("p").Last(5); len(lines) != 2 {
+		t.Errorf("ring %v", lines)
+	}
 }

@@ -61,7 +61,8 @@ type Sink struct {
 	logs    logRings // each service's LogRing, by name (ring.go)
 	files   logFiles // each service's log file, when logs-dir is set (logfile.go)
 	// discard: w is /dev/null (`2>/dev/null` beside logs-dir): service lines
-	// are not formatted for it, only queued for the ring and the log files.
+	// are neither queued nor formatted for it, only kept in the ring and
+	// written to the log files.
 	discard bool
 }
 
@@ -478,6 +479,10 @@ func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 	if f := o.file.cur.Load(); f != nil {
 		f.add(lines, false)
 	}
+	if o.sink.discard {
+		o.keepLast(lines)
+		return
+	}
 	o.mu.Lock()
 	o.last.addLines(lines)
 	room := o.roomLocked(len(lines))
@@ -510,6 +515,14 @@ func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 	o.wake()
 }
 
+// keepLast records the last of lines for LastLines, when the terminal is
+// /dev/null and nothing is queued for it.
+func (o *Output) keepLast(lines []byte) {
+	o.mu.Lock()
+	o.last.addLines(lines)
+	o.mu.Unlock()
+}
+
 // enqueueChunk queues c, whose data are whole lines (each ending in '\n'),
 // without copying them; the room it takes and the lines it may lose are those
 // of enqueueLines.
@@ -517,6 +530,11 @@ func (o *Output) enqueueChunk(stream string, c *chunk, at time.Time) {
 	o.ring.addLines(stream, c.data, at)
 	if f := o.file.cur.Load(); f != nil {
 		f.add(c.data, false)
+	}
+	if o.sink.discard {
+		o.keepLast(c.data)
+		o.sink.freeChunk(c)
+		return
 	}
 	o.mu.Lock()
 	o.last.addLines(c.data)
@@ -555,6 +573,10 @@ func (o *Output) enqueuePiece(stream string, piece []byte, continued bool, at ti
 	}
 	o.mu.Lock()
 	o.last.add(piece)
+	if o.sink.discard {
+		o.mu.Unlock()
+		return
+	}
 	if room := o.roomLocked(len(piece) + 1); o.closing || len(piece)+1 > room {
 		o.dropLocked(1)
 		o.mu.Unlock()
@@ -758,7 +780,7 @@ type batchWriter struct {
 }
 
 func (w *batchWriter) write(batch []*chunk) {
-	enabled := w.o.sink.log.IsLevelEnabled(logrus.InfoLevel) && !w.o.sink.discard
+	enabled := w.o.sink.log.IsLevelEnabled(logrus.InfoLevel)
 	for i, c := range batch {
 		if !enabled {
 			w.o.release(c)
