@@ -15,6 +15,7 @@ require (
 	golang.org/x/term v0.48.0
 	google.golang.org/grpc v1.72.2
 	google.golang.org/protobuf v1.36.8
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 	gopkg.in/yaml.v3 v3.0.1
 )
 

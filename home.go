@@ -110,15 +110,23 @@ func removeTemp(h home, log *logrus.Entry) {
 func (h home) checkSafe(releasesDir string) error {
 	var errs []error
 	for _, p := range []string{h.root, h.configFile(), h.releasesDir(releasesDir)} {
-		if err := checkTrusted(p, os.Geteuid()); err != nil {
+		if err := checkTrusted(p, os.Geteuid(), runsAsRoot); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// checkTrusted applies checkSafe's rules to one path.
-func checkTrusted(path string, euid int) error {
+// The risks checkTrusted names: what another user could do as root through
+// a path LavaVisor trusts.
+const (
+	runsAsRoot   = "it would run that user's commands and releases as root"
+	writesAsRoot = "that user could link a log file to any file, and LavaVisor would write it as root"
+)
+
+// checkTrusted applies checkSafe's rules to one path; risk says what another
+// user could do through it.
+func checkTrusted(path string, euid int, risk string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -141,10 +149,35 @@ func checkTrusted(path string, euid int) error {
 		return nil
 	}
 	if uid := owner(fi); uid != 0 {
-		return fmt.Errorf("%s is owned by uid %d, and LavaVisor runs as root: it would run that user's commands and releases as root. Fix: `chown root: %s`, or run LavaVisor as that user", path, uid, shellQuote(path))
+		return fmt.Errorf("%s is owned by uid %d, and LavaVisor runs as root: %s. Fix: `chown root: %s`, or run LavaVisor as that user", path, uid, risk, shellQuote(path))
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s is writable by group or others (mode %04o), and LavaVisor runs as root: anyone who can write it could run commands as root. Fix: `chmod go-w %s`", path, fi.Mode().Perm(), shellQuote(path))
+		return fmt.Errorf("%s is writable by group or others (mode %04o), and LavaVisor runs as root: anyone who can write it could act as root. Fix: `chmod go-w %s`", path, fi.Mode().Perm(), shellQuote(path))
+	}
+	return nil
+}
+
+// checkLogsDir vets logs-dir (SPEC §2, §9) before a log file is opened in it,
+// and again before one is opened anew: the rotation library follows links, so
+// the folder must be a real folder and, run as root, owned by root and not
+// writable by group or others, so that nobody else can plant a link in it. A
+// missing folder is made (0755), as it was removed or never made.
+func checkLogsDir(dir string, euid int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("logs-dir: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("logs-dir: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("logs-dir %s is a symlink: LavaVisor does not write log files through links; set logs-dir to the folder it points at", dir)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("logs-dir %s is not a directory", dir)
+	}
+	if err := checkTrusted(dir, euid, writesAsRoot); err != nil {
+		return fmt.Errorf("logs-dir: %w", err)
 	}
 	return nil
 }

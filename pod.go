@@ -14,10 +14,13 @@ import (
 )
 
 type podCmd struct {
-	Restart *string  `help:"Restart policy: always, on-failure, never (never: exit with the child's code and let the orchestrator restart)." enum:"always,on-failure,never" env:"LAVAVISOR_RESTART"`
-	Name    string   `help:"Service name in logs." default:"lavap"`
-	Cmd     string   `help:"The command as one string, split like a shell would (quotes, backslashes; no expansion)." xor:"command"`
-	Command []string `arg:"" optional:"" passthrough:"" help:"The command after --; a first word lavap means the current release's lavap." xor:"command"`
+	Restart     *string  `help:"Restart policy: always, on-failure, never (never: exit with the child's code and let the orchestrator restart)." enum:"always,on-failure,never" env:"LAVAVISOR_RESTART"`
+	Name        string   `help:"Service name in logs." default:"lavap"`
+	Cmd         string   `help:"The command as one string, split like a shell would (quotes, backslashes; no expansion)." xor:"command"`
+	Command     []string `arg:"" optional:"" passthrough:"" help:"The command after --; a first word lavap means the current release's lavap." xor:"command"`
+	LogsDir     *string  `name:"logs-dir" help:"Also write the command's lines, raw, to <logs-dir>/<name>.log, rotated (default: config logs-dir, else none)." env:"LAVAVISOR_LOGS_DIR"`
+	LogMaxSize  *string  `name:"log-max-size" help:"Rotate the log file at this size, whole MiB (default: config log-max-size, else 100MiB)." env:"LAVAVISOR_LOG_MAX_SIZE"`
+	LogMaxFiles *int     `name:"log-max-files" help:"Rotated log files kept, compressed (default: config log-max-files, else 5)." env:"LAVAVISOR_LOG_MAX_FILES"`
 	keyringFlags
 	healthFlags
 
@@ -96,6 +99,9 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 		if err := h.checkSafe(cfg.ReleasesDir); err != nil {
 			return nil, err
 		}
+		if err := vetLogsDir(cfg); err != nil {
+			return nil, err
+		}
 		sink.Reserve(c.Name)
 		svc := config.Service{Name: c.Name, Args: spec.Args, Command: spec.Command}
 		if health != nil {
@@ -152,6 +158,7 @@ func (c *podCmd) Run(g *Globals, log *logrus.Logger, sink *supervisor.Sink) erro
 func (c *podCmd) overrides(g *Globals) config.Overrides {
 	o := g.overrides()
 	o.Restart, o.StopTimeout = c.Restart, c.StopTimeout
+	o.LogsDir, o.LogMaxSize, o.LogMaxFiles = c.LogsDir, c.LogMaxSize, c.LogMaxFiles
 	return o
 }
 

@@ -48,6 +48,9 @@ func (c *startCmd) run(g *Globals, log *logrus.Logger, sink *supervisor.Sink, st
 			err = h.checkSafe(cfg.ReleasesDir)
 		}
 		if err == nil {
+			err = vetLogsDir(cfg)
+		}
+		if err == nil {
 			for _, svc := range cfg.Services {
 				sink.Reserve(svc.Name)
 			}
@@ -102,6 +105,27 @@ func serviceSpecs(cfg *config.Config, h home) []supervisor.Spec {
 		specs = append(specs, sp)
 	}
 	return specs
+}
+
+// vetLogsDir checks cfg's logs-dir, if any, as a config is loaded: a folder
+// that LavaVisor must not write in refuses the config (SPEC §2).
+func vetLogsDir(cfg *config.Config) error {
+	if cfg.LogsDir == "" {
+		return nil
+	}
+	return checkLogsDir(cfg.LogsDir, os.Geteuid())
+}
+
+// logFiles is cfg's log file setting for the sink (SPEC §9); every file is
+// vetted again before it is opened anew.
+func logFiles(cfg *config.Config) supervisor.LogFiles {
+	euid := os.Geteuid()
+	return supervisor.LogFiles{
+		Dir:      cfg.LogsDir,
+		MaxSize:  int64(cfg.LogMaxSize),
+		MaxFiles: cfg.LogMaxFiles,
+		Check:    func(dir string) error { return checkLogsDir(dir, euid) },
+	}
 }
 
 // healthSpec is a service's health check for the supervisor; zero for none.
@@ -244,6 +268,11 @@ func (s *session) run() error {
 	go func() { reaper.Run(reaperCtx); close(reaperDone) }()
 	defer func() { stopReaper(); <-reaperDone }()
 	inst.Store.Output = reaper.Output
+
+	// Log files are closed once the services have stopped: their last
+	// lines are written first.
+	s.sink.SetLogFiles(logFiles(cfg))
+	defer s.sink.CloseLogFiles(5 * time.Second)
 
 	sup := supervisor.New(supervisor.Options{
 		Log:     s.log.WithField("component", "supervisor"),
@@ -441,6 +470,7 @@ func (s *session) reload(ctx context.Context, via string, cur *config.Config, su
 		return cfg, nil
 	}
 	o.Reconfigure(cfg, specs)
+	s.sink.SetLogFiles(logFiles(cfg))
 	if up.Updates != nil {
 		up.Reconfigure(settings)
 	}

@@ -35,6 +35,7 @@ type scenario struct {
 func scenarios() []scenario {
 	return []scenario{
 		{"throughput", "Log throughput to a file", (*bench).throughput},
+		{"logsdir", "Log throughput to log files (logs-dir)", (*bench).logsDir},
 		{"shutdown", "Shutdown", (*bench).shutdown},
 		{"reaping", "Reaping as PID 1", (*bench).reaping},
 		{"crashloop", "Crash loop", (*bench).crashLoop},

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,9 +44,23 @@ type run struct {
 func (r *run) path(name string) string { return filepath.Join(r.dir, name) }
 
 // lavavisorRunner runs `lavavisor start` with one `command:` service per child.
-type lavavisorRunner struct{ bin string }
+// With logs, the children's lines go to <run>/logs/<child>.log (logs-dir) and
+// LavaVisor's stderr to /dev/null; rotate makes it rotate them at 10 MiB and
+// compress the rotated ones, all kept.
+type lavavisorRunner struct {
+	bin          string
+	logs, rotate bool
+}
 
-func (l lavavisorRunner) name() string { return "LavaVisor" }
+func (l lavavisorRunner) name() string {
+	switch {
+	case l.rotate:
+		return "LavaVisor, rotating 10MiB + gzip"
+	case l.logs:
+		return "LavaVisor, logs-dir"
+	}
+	return "LavaVisor"
+}
 
 func (l lavavisorRunner) command(r *run) (*exec.Cmd, error) {
 	home := r.path("home")
@@ -54,6 +69,16 @@ func (l lavavisorRunner) command(r *run) (*exec.Cmd, error) {
 	// command-only services, which have no release to follow.
 	b.WriteString("node: file:///nonexistent.yml\n")
 	fmt.Fprintf(&b, "stop-timeout: %s\n", r.stopTimeout)
+	if l.logs {
+		// No rotation during the run, as supervisord's stdout_logfile_maxbytes=0.
+		size, files := "1TiB", 1
+		if l.rotate {
+			size, files = "10MiB", 100000
+		}
+		fmt.Fprintf(&b, "logs-dir: %s\nlog-max-size: %s\nlog-max-files: %d\n", strconv.Quote(r.path("logs")), size, files)
+		// Nobody reads the terminal: only the files count, as supervisord's.
+		r.out = os.DevNull
+	}
 	if r.restart {
 		b.WriteString("restart: always\nservices:\n")
 	} else {
@@ -81,7 +106,28 @@ func (l lavavisorRunner) command(r *run) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-func (l lavavisorRunner) childLogs(r *run) []string { return []string{r.out} }
+func (l lavavisorRunner) childLogs(r *run) []string {
+	if !l.logs {
+		return []string{r.out}
+	}
+	var logs []string
+	for _, c := range r.children {
+		logs = append(logs, filepath.Join(r.path("logs"), c.name+".log"))
+	}
+	return logs
+}
+
+// rotatedLogs are the files that log rotated away from it, oldest first, and
+// whether one is still waiting for its compression.
+func rotatedLogs(log string) (files []string, compressing bool) {
+	base := strings.TrimSuffix(log, ".log")
+	files, _ = filepath.Glob(base + "-*.log*")
+	slices.Sort(files) // the names hold UTC times that sort as text
+	for _, f := range files {
+		compressing = compressing || !strings.HasSuffix(f, ".gz")
+	}
+	return files, compressing
+}
 
 func (l lavavisorRunner) version() string { return commandLine(l.bin, "version") }
 

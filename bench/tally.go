@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // tally counts the writers' lines found in a supervisor's output. A line
@@ -47,7 +49,15 @@ func (t *tally) file(path string) error {
 		return fmt.Errorf("count lines: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
+	var src io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("count lines of %s: %w", path, err)
+		}
+		src = gz
+	}
+	r := bufio.NewReaderSize(src, 1<<20)
 	long := false // in the middle of a line longer than the buffer
 	for {
 		line, err := r.ReadSlice('\n')

@@ -59,6 +59,11 @@ var badConfigs = []struct{ name, want string }{
 	{"max-size-bad", `{file}:2: download.max-size: invalid size "lots": ` + sizeRule},
 	{"max-size-fraction", `{file}:2: download.max-size: invalid size "1.5GiB": ` + sizeRule},
 	{"max-size-zero", `{file}:2: download.max-size: 0: must be more than 0`},
+	{"log-max-size-small", `{file}:1: log-max-size: 512KiB: must be at least 1MiB (files are rotated in whole MiB)`},
+	{"log-max-size-bad", `{file}:2: log-max-size: invalid size "huge": ` + sizeRule},
+	{"log-max-files-zero", `{file}:1: log-max-files: 0: must be at least 1 (the rotated files kept)`},
+	{"log-max-files-wrong-type", `{file}:1: log-max-files: want an integer, got a list`},
+	{"logs-dir-file", `{file}:1: logs-dir: {testdata}/a-file.txt is not a directory`},
 	{"keep-releases-zero", `{file}:1: keep-releases: 0: must be at least 1 (the current release is always kept)`},
 
 	// Service names.

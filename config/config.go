@@ -30,6 +30,9 @@ type Config struct {
 	BadReleaseRetry Duration      `yaml:"bad-release-retry"`
 	UpgradeWindow   Window        `yaml:"upgrade-window"` // zero: any time (SPEC §10)
 	UpgradeSpread   Duration      `yaml:"upgrade-spread"` // 0: no spread
+	LogsDir         string        `yaml:"logs-dir"`       // "": no log files; absolute after Load
+	LogMaxSize      ByteSize      `yaml:"log-max-size"`
+	LogMaxFiles     int           `yaml:"log-max-files"`
 	Services        []Service     `yaml:"services"`
 
 	// Path is the absolute path of the file read, "" when none was.
@@ -131,6 +134,8 @@ func Default() Config {
 		Upgrade:         UpgradeTarget,
 		Rolling:         true,
 		BadReleaseRetry: Duration(time.Hour),
+		LogMaxSize:      100 << 20,
+		LogMaxFiles:     5,
 	}
 }
 

@@ -72,6 +72,9 @@ func (d *decoder) config(root *yaml.Node, c *Config, ignoreServices bool) {
 		"bad-release-retry": d.duration(&c.BadReleaseRetry),
 		"upgrade-window":    d.window(&c.UpgradeWindow),
 		"upgrade-spread":    d.duration(&c.UpgradeSpread),
+		"logs-dir":          d.str(&c.LogsDir),
+		"log-max-size":      d.size(&c.LogMaxSize),
+		"log-max-files":     d.integer(&c.LogMaxFiles),
 		"services":          services,
 	})
 }

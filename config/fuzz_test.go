@@ -385,6 +385,9 @@ func render(t *testing.T, c *Config) []byte {
 		"bad-release-retry", str(c.BadReleaseRetry.String()),
 		"upgrade-window", str(c.UpgradeWindow.String()),
 		"upgrade-spread", str(c.UpgradeSpread.String()),
+		"logs-dir", str(c.LogsDir),
+		"log-max-size", str(c.LogMaxSize.String()),
+		"log-max-files", plain("!!int", strconv.Itoa(c.LogMaxFiles)),
 	)
 	if c.Services != nil {
 		root.Content = append(root.Content, plain("!!str", "services"), services)

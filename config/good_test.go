@@ -100,6 +100,9 @@ func TestFullGood(t *testing.T) {
 		Rolling:         false,
 		Pin:             "6.2.5",
 		BadReleaseRetry: Duration(30 * time.Minute),
+		LogsDir:         filepath.Join(testdata, "logs"),
+		LogMaxSize:      10_000_000,
+		LogMaxFiles:     2,
 	}
 	if got := globals(*c); !reflect.DeepEqual(got, want) {
 		t.Errorf("globals:\n got %+v\nwant %+v", got, want)
@@ -117,7 +120,7 @@ func TestFullGood(t *testing.T) {
 			MinUptime:       0, // an explicit 0s is kept, not replaced by the global
 			Restart:         RestartAlways,
 			KeyringPassword: true,
-			Line:            30,
+			Line:            33,
 		},
 		{
 			// No per-service key: the globals, and the role from args[0].
@@ -128,7 +131,7 @@ func TestFullGood(t *testing.T) {
 			StopSignal:  syscall.SIGTERM,
 			MinUptime:   time.Minute,
 			Restart:     RestartOnFailure,
-			Line:        40,
+			Line:        43,
 		},
 		{
 			Name:        "sidecar",
@@ -138,7 +141,7 @@ func TestFullGood(t *testing.T) {
 			StopSignal:  syscall.SIGTERM,
 			MinUptime:   time.Minute,
 			Restart:     RestartOnFailure,
-			Line:        42,
+			Line:        45,
 		},
 	}
 	if len(c.Services) != len(wantServices) {
@@ -149,7 +152,7 @@ func TestFullGood(t *testing.T) {
 			t.Errorf("services[%d]:\n got %+v\nwant %+v", i, c.Services[i], wantServices[i])
 		}
 	}
-	if s, ok := c.Service("sidecar"); !ok || s.Line != 42 {
+	if s, ok := c.Service("sidecar"); !ok || s.Line != 45 {
 		t.Errorf("Service(sidecar) = %+v, %v", s, ok)
 	}
 	if _, ok := c.Service("nope"); ok {

@@ -193,8 +193,12 @@ func (c *Config) resolvePaths() {
 	}
 	expand(&c.ReleasesDir)
 	expand(&c.Link)
+	expand(&c.LogsDir)
 	if c.ReleasesDir != "" && !filepath.IsAbs(c.ReleasesDir) {
 		c.ReleasesDir = filepath.Join(base, c.ReleasesDir)
+	}
+	if c.LogsDir != "" && !filepath.IsAbs(c.LogsDir) {
+		c.LogsDir = filepath.Join(base, c.LogsDir)
 	}
 	for i := range c.Services {
 		s := &c.Services[i]

@@ -190,3 +190,33 @@ func TestPodDefaults(t *testing.T) {
 		t.Errorf("file and flag must win over pod defaults: %v %q", c.AutoDownload, c.Link)
 	}
 }
+
+// pod's --logs-dir, --log-max-size and --log-max-files override the file; a
+// relative --logs-dir is relative to where it was typed; bad values name the
+// flag and change nothing.
+func TestLogFileOverrides(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yml")
+	writeFile(t, path, "logs-dir: /var/log/lavavisor\nlog-max-size: 10MiB\nlog-max-files: 3\n", 0o644)
+	c, err := Load(path, Overrides{}, Options{IgnoreServices: true})
+	if err != nil || c.LogsDir != "/var/log/lavavisor" || c.LogMaxSize != 10<<20 || c.LogMaxFiles != 3 {
+		t.Fatalf("file: %+v, %v", c, err)
+	}
+	wd, _ := os.Getwd()
+	c, err = Load(path, Overrides{LogsDir: ptr("logs"), LogMaxSize: ptr("2MiB"), LogMaxFiles: ptr(1)}, Options{IgnoreServices: true})
+	if err != nil || c.LogsDir != filepath.Join(wd, "logs") || c.LogMaxSize != 2<<20 || c.LogMaxFiles != 1 {
+		t.Fatalf("overrides: %+v, %v", c, err)
+	}
+	for _, tc := range []struct {
+		o    Overrides
+		want string
+	}{
+		{Overrides{LogMaxSize: ptr("big")}, `--log-max-size: invalid size "big": ` + sizeRule},
+		{Overrides{LogMaxSize: ptr("100KiB")}, `--log-max-size: 100KiB: must be at least 1MiB (files are rotated in whole MiB)`},
+		{Overrides{LogMaxFiles: ptr(0)}, `--log-max-files: 0: must be at least 1 (the rotated files kept)`},
+		{Overrides{LogsDir: ptr(path)}, `--logs-dir: ` + path + ` is not a directory`},
+	} {
+		if _, err := Load(path, tc.o, Options{IgnoreServices: true}); err == nil || err.Error() != tc.want {
+			t.Errorf("got %v\nwant %s", err, tc.want)
+		}
+	}
+}

@@ -13,6 +13,8 @@ type Overrides struct {
 	RequestTimeout, PollInterval, StopTimeout, MinUptime, UpgradeSpread                       *time.Duration
 	StopSignal                                                                                *string // parsed like the YAML value
 	Restart, Upgrade                                                                          *string
+	LogsDir, LogMaxSize                                                                       *string // LogMaxSize parsed like the YAML value
+	LogMaxFiles                                                                               *int
 }
 
 // applyOverrides sets every value given in o, and records the flag that gave it
@@ -63,17 +65,23 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 
 	var probs []Problem
 	if o.ReleasesDir != nil {
-		// A path typed on the command line is relative to where it was typed.
-		dir := *o.ReleasesDir
-		if e, err := ExpandHome(dir); err == nil {
-			dir = e
+		str(&c.ReleasesDir, flagPath(*o.ReleasesDir), "releases-dir", "--releases-dir")
+	}
+	if o.LogsDir != nil {
+		str(&c.LogsDir, flagPath(*o.LogsDir), "logs-dir", "--logs-dir")
+	}
+	if o.LogMaxSize != nil {
+		src.flags["log-max-size"] = "--log-max-size"
+		size, err := ParseByteSize(*o.LogMaxSize)
+		if err != nil {
+			probs = append(probs, Problem{Flag: "--log-max-size", Key: "log-max-size", Msg: err.Error()})
+		} else {
+			c.LogMaxSize = size
 		}
-		if dir != "" {
-			if abs, err := filepath.Abs(dir); err == nil {
-				dir = abs
-			}
-		}
-		str(&c.ReleasesDir, &dir, "releases-dir", "--releases-dir")
+	}
+	if o.LogMaxFiles != nil {
+		c.LogMaxFiles = *o.LogMaxFiles
+		src.flags["log-max-files"] = "--log-max-files"
 	}
 	if o.UpgradeWindow != nil {
 		src.flags["upgrade-window"] = "--upgrade-window"
@@ -94,6 +102,20 @@ func applyOverrides(c *Config, o Overrides, src *sources) []Problem {
 		}
 	}
 	return probs
+}
+
+// flagPath makes a path typed on the command line absolute: relative to where
+// it was typed, ~ meaning $HOME; "" stays "".
+func flagPath(dir string) *string {
+	if e, err := ExpandHome(dir); err == nil {
+		dir = e
+	}
+	if dir != "" {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
+	return &dir
 }
 
 // HealthFlags are pod's --health-* flags and LAVAVISOR_HEALTH_* variables

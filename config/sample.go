@@ -72,6 +72,12 @@ upgrade-window: ""
 # instance (from its host name and home), so that a fleet moves one by one.
 # Shorter than the window. 0s: no delay.
 upgrade-spread: 0s
+# Also write each service's lines, raw, to <logs-dir>/<name>.log, rotated at
+# log-max-size (whole MiB) keeping log-max-files compressed files. "": none.
+# A relative path is relative to this file's folder.
+logs-dir: ""
+log-max-size: 100MiB
+log-max-files: 5
 
 # The supervised processes. Add one with:
 #   lavavisor create-service provider provider.yml --from my-key --geolocation 1

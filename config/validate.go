@@ -121,6 +121,26 @@ func (v *validator) home() {
 			v.errf("pin", "%v", err)
 		}
 	}
+	v.logFiles()
+}
+
+// logFiles checks logs-dir, log-max-size and log-max-files (SPEC §9).
+func (v *validator) logFiles() {
+	c := v.c
+	if c.LogsDir != "" {
+		if !filepath.IsAbs(c.LogsDir) {
+			v.errf("logs-dir", "%q: want an absolute path (in the file, a path relative to its folder)", c.LogsDir)
+		} else if fi, err := os.Stat(c.LogsDir); err == nil && !fi.IsDir() {
+			v.errf("logs-dir", "%s is not a directory", c.LogsDir)
+		}
+	}
+	// The rotation library counts in whole MiB.
+	if c.LogMaxSize < 1<<20 {
+		v.errf("log-max-size", "%s: must be at least 1MiB (files are rotated in whole MiB)", c.LogMaxSize)
+	}
+	if c.LogMaxFiles < 1 {
+		v.errf("log-max-files", "%d: must be at least 1 (the rotated files kept)", c.LogMaxFiles)
+	}
 }
 
 func (v *validator) process() {

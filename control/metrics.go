@@ -126,9 +126,9 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 // sessionCollector reads the services, the chain and the linked release at
 // each scrape, so the metrics never lag what `status` says.
 type sessionCollector struct {
-	o                                                                      *Plane
-	up, restarts, lastExit, dropped, chain, height, release, build, linkOK *prometheus.Desc
-	healthy, healthFailures, pending                                       *prometheus.Desc
+	o                                                                                   *Plane
+	up, restarts, lastExit, dropped, fileDropped, chain, height, release, build, linkOK *prometheus.Desc
+	healthy, healthFailures, pending                                                    *prometheus.Desc
 }
 
 func newSessionCollector(o *Plane) *sessionCollector {
@@ -142,6 +142,8 @@ func newSessionCollector(o *Plane) *sessionCollector {
 			"Exit code of the service's last process (128+N when killed by signal N); absent until one ended.", []string{"service"}, nil),
 		dropped: prometheus.NewDesc("lavavisor_service_dropped_log_lines_total",
 			"Log lines of the service dropped because the output was blocked.", []string{"service"}, nil),
+		fileDropped: prometheus.NewDesc("lavavisor_service_log_file_dropped_lines_total",
+			"Log lines of the service dropped from its log file (logs-dir) because the disk was blocked or failing.", []string{"service"}, nil),
 		chain: prometheus.NewDesc("lavavisor_chain_versions_info",
 			"The protocol versions the chain last published; absent until read.",
 			[]string{"provider_min", "provider_target", "consumer_min", "consumer_target"}, nil),
@@ -163,7 +165,7 @@ func newSessionCollector(o *Plane) *sessionCollector {
 }
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures, c.pending} {
+	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.fileDropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures, c.pending} {
 		ch <- d
 	}
 }
@@ -177,6 +179,7 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, st.Name)
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.Restarts), st.Name)
 		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.fileDropped, prometheus.CounterValue, float64(st.FileDropped), st.Name)
 		healthy := 0.0
 		if st.Health == "healthy" {
 			healthy = 1

@@ -54,18 +54,59 @@ type Sink struct {
 	// service reuses its chunks without feeding the garbage collector, and an
 	// idle one gives them back at the next collections.
 	chunks sync.Pool
-	// since is when the Write holding mu began (UnixNano), 0 between Writes:
-	// the one place that sees a blocked output, whoever is writing.
-	since atomic.Int64
-	own   *ownLog
-	logs  logRings // each service's LogRing, by name (ring.go)
+	// writing times the Write holding mu: the one place that sees a blocked
+	// output, whoever is writing.
+	writing writeTimer
+	own     *ownLog
+	logs    logRings // each service's LogRing, by name (ring.go)
+	files   logFiles // each service's log file, when logs-dir is set (logfile.go)
+	// discard: w is /dev/null (`2>/dev/null` beside logs-dir): service lines
+	// are neither queued nor formatted for it, only kept in the ring and
+	// written to the log files.
+	discard bool
+}
+
+// isDevNull tells whether w is the null device.
+func isDevNull(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode()&os.ModeCharDevice != 0 && unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 3
+}
+
+// writeTimer tells how long the Write in progress has been going on.
+type writeTimer struct {
+	since atomic.Int64 // when the Write began (UnixNano), 0 between Writes
+}
+
+func (w *writeTimer) begin() { w.since.Store(time.Now().UnixNano()) }
+func (w *writeTimer) end()   { w.since.Store(0) }
+
+// untilBlocked returns how long from now the writer may still take before it
+// counts as blocked for d: d while no Write is in progress (a writer starved of
+// CPU is slow, not blocked), what is left of d for the Write in progress, and
+// <= 0 once that Write has been stuck for d since it began, or since from if
+// later. Only a stuck Write is a blocked output: a slow one that moves loses
+// no line (SPEC §5).
+func (w *writeTimer) untilBlocked(d time.Duration, from time.Time) time.Duration {
+	since := w.since.Load()
+	if since == 0 {
+		return d
+	}
+	return d - time.Since(later(time.Unix(0, since), from))
 }
 
 // NewSink makes log write to w through the sink's lock. Service lines are
 // formatted with log's Formatter (as read by NewOutput) and respect its level as
 // Info entries; hooks are not fired for them.
 func NewSink(w io.Writer, log *logrus.Logger) *Sink {
-	s := &Sink{log: log, w: w}
+	s := &Sink{log: log, w: w, discard: isDevNull(w)}
 	s.own = newOwnLog(s, DefaultBlockedAfter)
 	log.SetOutput(s.own)
 	return s
@@ -75,18 +116,9 @@ func NewSink(w io.Writer, log *logrus.Logger) *Sink {
 // written: call it before the process exits.
 func (s *Sink) Flush(timeout time.Duration) { s.own.flush(timeout) }
 
-// untilBlocked returns how long from now the output may still take before it
-// counts as blocked for d: d while no Write is in progress (a writer starved of
-// CPU is slow, not blocked), what is left of d for the Write in progress, and
-// <= 0 once that Write has been stuck for d since it began, or since from if
-// later. Only a stuck Write is a blocked output: a slow one that moves loses
-// no line (SPEC §5).
+// untilBlocked is the sink's writeTimer.untilBlocked.
 func (s *Sink) untilBlocked(d time.Duration, from time.Time) time.Duration {
-	since := s.since.Load()
-	if since == 0 {
-		return d
-	}
-	return d - time.Since(later(time.Unix(0, since), from))
+	return s.writing.untilBlocked(d, from)
 }
 
 func later(a, b time.Time) time.Time {
@@ -122,8 +154,8 @@ func (s *Sink) waitMoving(done <-chan struct{}, d time.Duration, from time.Time)
 func (s *Sink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.since.Store(time.Now().UnixNano())
-	defer s.since.Store(0)
+	s.writing.begin()
+	defer s.writing.end()
 	return s.w.Write(p)
 }
 
@@ -189,7 +221,8 @@ type Output struct {
 	firstUnreported time.Time
 	roomFreed       chan struct{} // closed when room is freed; made by a waiting Pump
 	last            lineRing
-	ring            *LogRing // fed before the queue: it keeps what the output drops
+	ring            *LogRing  // fed before the queue: it keeps what the output drops
+	file            *fileSlot // fed before the queue too, when logs-dir is set
 }
 
 // Reserve widens the name column for services that will start later, so
@@ -228,6 +261,7 @@ func (s *Sink) NewOutput(service string, opts OutputOptions) *Output {
 		formatter: f,
 		warn:      s.log.WithField(FieldService, service),
 		ring:      s.Logs(service),
+		file:      s.fileSlot(service),
 		kick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -238,6 +272,12 @@ func (s *Sink) NewOutput(service string, opts OutputOptions) *Output {
 // Dropped is the number of lines lost so far to a blocked or failing output.
 func (o *Output) Dropped() uint64 {
 	return o.dropped.Load()
+}
+
+// FileDropped is the number of lines of the service lost so far to a blocked
+// or failing log file (logs-dir).
+func (o *Output) FileDropped() uint64 {
+	return o.file.dropped.Load()
 }
 
 // LastLines returns up to the last n lines read (at most 20, each cut to 4 KiB),
@@ -436,6 +476,13 @@ func trimCR(line []byte) []byte {
 func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 	invalid := !validUTF8(lines)
 	o.ring.addLines(stream, lines, at)
+	if f := o.file.cur.Load(); f != nil {
+		f.add(lines, false)
+	}
+	if o.sink.discard {
+		o.keepLast(lines)
+		return
+	}
 	o.mu.Lock()
 	o.last.addLines(lines)
 	room := o.roomLocked(len(lines))
@@ -468,11 +515,27 @@ func (o *Output) enqueueLines(stream string, lines []byte, at time.Time) {
 	o.wake()
 }
 
+// keepLast records the last of lines for LastLines, when the terminal is
+// /dev/null and nothing is queued for it.
+func (o *Output) keepLast(lines []byte) {
+	o.mu.Lock()
+	o.last.addLines(lines)
+	o.mu.Unlock()
+}
+
 // enqueueChunk queues c, whose data are whole lines (each ending in '\n'),
 // without copying them; the room it takes and the lines it may lose are those
 // of enqueueLines.
 func (o *Output) enqueueChunk(stream string, c *chunk, at time.Time) {
 	o.ring.addLines(stream, c.data, at)
+	if f := o.file.cur.Load(); f != nil {
+		f.add(c.data, false)
+	}
+	if o.sink.discard {
+		o.keepLast(c.data)
+		o.sink.freeChunk(c)
+		return
+	}
 	o.mu.Lock()
 	o.last.addLines(c.data)
 	room := o.roomLocked(len(c.data))
@@ -505,8 +568,15 @@ func (o *Output) enqueueChunk(stream string, c *chunk, at time.Time) {
 // enqueuePiece queues one piece of a split line, or a last line without newline.
 func (o *Output) enqueuePiece(stream string, piece []byte, continued bool, at time.Time) {
 	o.ring.addPiece(stream, piece, continued, at)
+	if f := o.file.cur.Load(); f != nil {
+		f.add(piece, true)
+	}
 	o.mu.Lock()
 	o.last.add(piece)
+	if o.sink.discard {
+		o.mu.Unlock()
+		return
+	}
 	if room := o.roomLocked(len(piece) + 1); o.closing || len(piece)+1 > room {
 		o.dropLocked(1)
 		o.mu.Unlock()

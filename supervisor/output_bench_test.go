@@ -2,9 +2,12 @@ package supervisor
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,4 +91,106 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPipeline pumps 100-byte lines from 1 and 4 children (real pipes)
+// through one sink, as `start` does: "stderr" formats them to a file (the
+// terminal redirected), "stderr+logs-dir" also writes each raw to its log
+// file, "logs-dir" only that (stderr is /dev/null), and
+// "raw-copy" is the floor: each pipe copied as it is to a file of its own, no
+// line found, nothing formatted. cpu-ns/line over 100 is CPU s/GB.
+func BenchmarkPipeline(b *testing.B) {
+	line := append(bytes.Repeat([]byte("lavap INF 12:00:00 relay ok "), 4)[:99], '\n')
+	block := bytes.Repeat(line, 1000)
+	for _, writers := range []int{1, 4} {
+		for _, dest := range []string{"raw-copy", "stderr", "stderr+logs-dir", "logs-dir"} {
+			b.Run(fmt.Sprintf("writers=%d/%s", writers, dest), func(b *testing.B) {
+				dir := b.TempDir()
+				stderr := filepath.Join(dir, "stderr")
+				if dest == "logs-dir" {
+					stderr = os.DevNull
+				}
+				f, err := os.OpenFile(stderr, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				log := logrus.New()
+				log.SetFormatter(NewTextFormatter(false))
+				sink := NewSink(f, log)
+				if strings.HasSuffix(dest, "logs-dir") {
+					sink.SetLogFiles(LogFiles{Dir: filepath.Join(dir, "logs"), MaxSize: 1 << 40, MaxFiles: 1, BlockedAfter: time.Minute})
+				}
+				b.SetBytes(int64(len(line)))
+				per := (b.N + writers - 1) / writers
+				cpu := cpuTime(b)
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				errs := make(chan error, 2*writers)
+				var outs []*Output
+				for i := range writers {
+					r, pw, err := os.Pipe()
+					if err != nil {
+						b.Fatal(err)
+					}
+					enlargePipe(r)
+					wg.Add(2)
+					go func() {
+						defer wg.Done()
+						defer pw.Close()
+						for left := per; left > 0; {
+							n := min(left, 1000)
+							if _, err := pw.Write(block[:n*len(line)]); err != nil {
+								errs <- err
+								return
+							}
+							left -= n
+						}
+					}()
+					name := fmt.Sprintf("w%d", i)
+					if dest == "raw-copy" {
+						out, err := os.Create(filepath.Join(dir, name))
+						if err != nil {
+							b.Fatal(err)
+						}
+						go func() {
+							defer wg.Done()
+							defer r.Close()
+							defer out.Close()
+							buf := make([]byte, readSize)
+							if _, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{r}, buf); err != nil {
+								errs <- err
+							}
+						}()
+						continue
+					}
+					o := sink.NewOutput(name, OutputOptions{BlockedAfter: time.Minute})
+					outs = append(outs, o)
+					go func() {
+						defer wg.Done()
+						defer r.Close()
+						if err := o.Pump("stderr", r); err != nil {
+							errs <- err
+						}
+					}()
+				}
+				wg.Wait()
+				for _, o := range outs {
+					o.Close()
+				}
+				sink.CloseLogFiles(time.Minute)
+				b.StopTimer()
+				b.ReportMetric(float64(cpuTime(b)-cpu)/float64(per*writers), "cpu-ns/line")
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				for _, o := range outs {
+					if n := o.Dropped() + o.FileDropped(); n != 0 {
+						b.Fatalf("%d lines dropped", n)
+					}
+				}
+			})
+		}
+	}
 }

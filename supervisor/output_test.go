@@ -464,7 +464,7 @@ func TestOwnLogBlockedDoesNotFreezeServices(t *testing.T) {
 		close(logged)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for sink.since.Load() == 0 && time.Now().Before(deadline) {
+	for sink.writing.since.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	var input bytes.Buffer

@@ -105,6 +105,9 @@ type Status struct {
 	LastExitCode int `json:"-"`
 	// Dropped counts the service's log lines lost to a blocked output.
 	Dropped uint64 `json:"-"`
+	// FileDropped counts the service's log lines lost to a blocked or
+	// failing log file (logs-dir).
+	FileDropped uint64 `json:"-"`
 	// Health is the running process's health (SPEC §7): starting, healthy or
 	// unhealthy; "" when no process runs. A service without a check is
 	// healthy while it runs.
@@ -215,7 +218,7 @@ func (s *Service) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Status{Name: s.spec.Name, State: s.state, Restarts: s.restarts, LastExit: s.lastExit, LastExitCode: s.lastCode,
-		Release: s.lastRel, Dropped: s.out.Dropped(), Upgradable: s.spec.Upgradable}
+		Release: s.lastRel, Dropped: s.out.Dropped(), FileDropped: s.out.FileDropped(), Upgradable: s.spec.Upgradable}
 	st.HealthFailures = s.healthFailures
 	st.HealthChecked = !s.spec.Health.IsZero()
 	if s.proc != nil {
