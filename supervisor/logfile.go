@@ -188,8 +188,8 @@ type fileLog struct {
 	queue      []*chunk // whole lines waiting for the writer
 	queued     int      // bytes in queue and in the chunk being written
 	closing    bool
-	unreported uint64        // lines dropped since writing last worked
-	roomFreed  chan struct{} // closed when room is freed; made by a waiting Pump
+	unreported uint64 // lines dropped since writing last worked
+	room       room
 }
 
 // add queues whole lines (each ending in '\n'); piece, when set, is one piece
@@ -207,18 +207,7 @@ func (f *fileLog) add(lines []byte, piece bool) {
 		if wait <= 0 {
 			break
 		}
-		if f.roomFreed == nil {
-			f.roomFreed = make(chan struct{})
-		}
-		freed := f.roomFreed
-		f.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-freed:
-		case <-t.C:
-		}
-		t.Stop()
-		f.mu.Lock()
+		f.room.wait(&f.mu, wait)
 	}
 	if f.closing {
 		// Replaced by a reload while this Pump held it: the lines go to
@@ -284,10 +273,7 @@ func (f *fileLog) dropLocked(lines uint64) {
 }
 
 func (f *fileLog) signalRoomLocked() {
-	if f.roomFreed != nil {
-		close(f.roomFreed)
-		f.roomFreed = nil
-	}
+	f.room.signal()
 }
 
 // close makes the writer write what is queued, close the file and return.

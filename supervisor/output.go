@@ -219,7 +219,7 @@ type Output struct {
 	closing         bool
 	unreported      uint64
 	firstUnreported time.Time
-	roomFreed       chan struct{} // closed when room is freed; made by a waiting Pump
+	room            room
 	last            lineRing
 	ring            *LogRing  // fed before the queue: it keeps what the output drops
 	file            *fileSlot // fed before the queue too, when logs-dir is set
@@ -629,18 +629,7 @@ func (o *Output) roomLocked(n int) int {
 		if wait <= 0 {
 			return room
 		}
-		if o.roomFreed == nil {
-			o.roomFreed = make(chan struct{})
-		}
-		freed := o.roomFreed
-		o.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-freed:
-		case <-t.C:
-		}
-		t.Stop()
-		o.mu.Lock()
+		o.room.wait(&o.mu, wait)
 	}
 }
 
@@ -655,11 +644,39 @@ func (o *Output) dropLocked(lines int) {
 	o.dropped.Add(uint64(lines))
 }
 
-func (o *Output) signalRoomLocked() {
-	if o.roomFreed != nil {
-		close(o.roomFreed)
-		o.roomFreed = nil
+// room lets a Pump wait, its lock released, until the writer frees room in
+// a full queue.
+type room struct {
+	freed chan struct{} // closed when room is freed; made by a waiting Pump
+}
+
+// wait releases mu (held on entry), waits until room is freed or d passes,
+// and takes mu again.
+func (r *room) wait(mu *sync.Mutex, d time.Duration) {
+	if r.freed == nil {
+		r.freed = make(chan struct{})
 	}
+	freed := r.freed
+	mu.Unlock()
+	t := time.NewTimer(d)
+	select {
+	case <-freed:
+	case <-t.C:
+	}
+	t.Stop()
+	mu.Lock()
+}
+
+// signal wakes the waiting Pumps; their lock is held.
+func (r *room) signal() {
+	if r.freed != nil {
+		close(r.freed)
+		r.freed = nil
+	}
+}
+
+func (o *Output) signalRoomLocked() {
+	o.room.signal()
 }
 
 func (o *Output) wake() {
