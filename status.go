@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lavavisor/lavavisor/control"
+	"github.com/lavavisor/lavavisor/upgrade"
 )
 
 type statusCmd struct {
@@ -66,8 +67,32 @@ func printStatus(w io.Writer, rep control.Report, now time.Time) {
 	} else {
 		fmt.Fprintln(w, "last upgrade: none")
 	}
+	printProposals(w, rep.Proposals, rep.ProposalsError, now)
 	for _, p := range rep.Problems {
 		fmt.Fprintln(w, "problem: "+p)
+	}
+}
+
+// printProposals shows the version proposals and their pre-fetch (SPEC §8),
+// for status and check.
+func printProposals(w io.Writer, ps []upgrade.ProposalStatus, readErr string, now time.Time) {
+	if readErr != "" {
+		fmt.Fprintf(w, "proposals: unavailable (%s)\n", readErr)
+	}
+	for _, p := range ps {
+		when := fmt.Sprintf("voting ends %s (in %s)", p.VotingEnd.Local().Format(time.RFC3339), p.VotingEnd.Sub(now).Round(time.Second))
+		if p.Ended || !now.Before(p.VotingEnd) {
+			when = "voting ended " + p.VotingEnd.Local().Format(time.RFC3339)
+		}
+		versions := "versions refused"
+		if p.ProviderTarget != "" {
+			versions = fmt.Sprintf("provider min %s target %s, consumer min %s target %s", p.ProviderMin, p.ProviderTarget, p.ConsumerMin, p.ConsumerTarget)
+		}
+		line := fmt.Sprintf("proposal %d: %s; %s; release %s, prefetch %s", p.ID, versions, when, orDash(p.Release), p.Prefetch)
+		if p.Reason != "" {
+			line += " (" + p.Reason + ")"
+		}
+		fmt.Fprintln(w, line)
 	}
 }
 

@@ -81,6 +81,7 @@ func TestFullGood(t *testing.T) {
 		MaxResponseSize: 8 << 20,
 		PollInterval:    Duration(30 * time.Second),
 		AutoDownload:    true,
+		Prefetch:        "false",
 		Download: Download{
 			URL:             "https://mirror.example.com/v{version}/lavap-{os}-{arch}",
 			Checksums:       "file:///srv/mirror/v{version}/sha256sum.txt",
@@ -117,7 +118,7 @@ func TestFullGood(t *testing.T) {
 			MinUptime:       0, // an explicit 0s is kept, not replaced by the global
 			Restart:         RestartAlways,
 			KeyringPassword: true,
-			Line:            30,
+			Line:            31,
 		},
 		{
 			// No per-service key: the globals, and the role from args[0].
@@ -128,7 +129,7 @@ func TestFullGood(t *testing.T) {
 			StopSignal:  syscall.SIGTERM,
 			MinUptime:   time.Minute,
 			Restart:     RestartOnFailure,
-			Line:        40,
+			Line:        41,
 		},
 		{
 			Name:        "sidecar",
@@ -138,7 +139,7 @@ func TestFullGood(t *testing.T) {
 			StopSignal:  syscall.SIGTERM,
 			MinUptime:   time.Minute,
 			Restart:     RestartOnFailure,
-			Line:        42,
+			Line:        43,
 		},
 	}
 	if len(c.Services) != len(wantServices) {
@@ -149,7 +150,7 @@ func TestFullGood(t *testing.T) {
 			t.Errorf("services[%d]:\n got %+v\nwant %+v", i, c.Services[i], wantServices[i])
 		}
 	}
-	if s, ok := c.Service("sidecar"); !ok || s.Line != 42 {
+	if s, ok := c.Service("sidecar"); !ok || s.Line != 43 {
 		t.Errorf("Service(sidecar) = %+v, %v", s, ok)
 	}
 	if _, ok := c.Service("nope"); ok {

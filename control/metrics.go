@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 type sessionCollector struct {
 	o                                                                      *Plane
 	up, restarts, lastExit, dropped, chain, height, release, build, linkOK *prometheus.Desc
-	healthy, healthFailures                                                *prometheus.Desc
+	healthy, healthFailures, prefetch                                      *prometheus.Desc
 }
 
 func newSessionCollector(o *Plane) *sessionCollector {
@@ -155,13 +156,16 @@ func newSessionCollector(o *Plane) *sessionCollector {
 			"1 when the service's process is healthy (its health check passes, or it runs and has none), else 0.", []string{"service"}, nil),
 		healthFailures: prometheus.NewDesc("lavavisor_health_check_failures_total",
 			"Failed health checks of the service since LavaVisor started.", []string{"service"}, nil),
+		prefetch: prometheus.NewDesc("lavavisor_proposal_prefetch",
+			"1 for each version proposal in voting, labelled with the release it would need and the state of its pre-fetch (ready, fetching, failed, not_needed, not_followed); dropped when the proposal ends.",
+			[]string{"proposal", "version", "state"}, nil),
 		linkOK: prometheus.NewDesc("lavavisor_link_ok",
 			"1 when the link names the running release, 0 when it cannot be written (retried every poll); link is current or system.", []string{"link"}, nil),
 	}
 }
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures} {
+	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures, c.prefetch} {
 		ch <- d
 	}
 }
@@ -199,6 +203,14 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.release, prometheus.GaugeValue, 1, tag)
 	}
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.o.version)
+	if c.o.proposals != nil {
+		ps, _ := c.o.proposals()
+		for _, p := range ps {
+			if !p.Ended {
+				ch <- prometheus.MustNewConstMetric(c.prefetch, prometheus.GaugeValue, 1, strconv.FormatUint(p.ID, 10), p.Release, p.Prefetch)
+			}
+		}
+	}
 	if c.o.links != nil {
 		l := c.o.links()
 		ok := func(errText string) float64 {

@@ -1,6 +1,10 @@
 package control
 
-import "time"
+import (
+	"time"
+
+	"github.com/lavavisor/lavavisor/upgrade"
+)
 
 // Report is the answer to `status` (SPEC §4) and `status --json`. Chain and
 // LastUpgrade are null when unknown.
@@ -12,6 +16,10 @@ type Report struct {
 	// `current` that does not name the running release, a system-path link
 	// that cannot be made, a state.json that cannot be written.
 	Problems []string `json:"problems,omitempty"`
+	// Proposals are the version proposals in voting and lately ended, with
+	// their pre-fetch (SPEC §8); ProposalsError why they could not be read.
+	Proposals      []upgrade.ProposalStatus `json:"proposals"`
+	ProposalsError string                   `json:"proposals_error,omitempty"`
 }
 
 // ServiceReport is one service in a Report.
