@@ -57,10 +57,17 @@ func assertKeys(t *testing.T, b []byte) {
 			t.Errorf("%s keys %v, want %v", what, got, w)
 		}
 	}
-	if _, ok := m["problems"]; ok {
-		want("top-level", keysOf(b), "services", "chain", "last_upgrade", "problems")
-	} else {
-		want("top-level", keysOf(b), "services", "chain", "last_upgrade")
+	top := []string{"services", "chain", "last_upgrade", "proposals"}
+	for _, optional := range []string{"problems", "proposals_error"} {
+		if _, ok := m[optional]; ok {
+			top = append(top, optional)
+		}
+	}
+	want("top-level", keysOf(b), top...)
+	var props []json.RawMessage
+	json.Unmarshal(m["proposals"], &props)
+	for _, p := range props {
+		want("proposal", keysOf(p), "id", "provider_target", "provider_min", "consumer_target", "consumer_min", "voting_end", "release", "prefetch", "reason")
 	}
 	var svcs []json.RawMessage
 	json.Unmarshal(m["services"], &svcs)

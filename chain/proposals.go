@@ -109,7 +109,7 @@ func (p *Poller) pace(interval time.Duration, now time.Time) time.Duration {
 	fast := min(fastInterval, interval)
 	if p.readAfter {
 		p.readAfter = false
-		return p.fastLog(fast, true, 0)
+		return fast // the one read after: fast polling ends with it
 	}
 	lead := max(fastLead, 2*interval)
 	for id, end := range p.watched {
@@ -124,7 +124,7 @@ func (p *Poller) pace(interval time.Duration, now time.Time) time.Duration {
 func (p *Poller) fastLog(d time.Duration, fast bool, id uint64) time.Duration {
 	if fast != p.fast {
 		p.fast = fast
-		if fast && id != 0 {
+		if fast {
 			p.log.WithFields(logrus.Fields{"proposal": id, "voting_end": p.watched[id].Format(time.RFC3339), "every": d.String()}).
 				Info("a followed proposal's voting ends soon: polling the versions fast")
 		} else if !fast {

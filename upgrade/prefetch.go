@@ -39,8 +39,9 @@ type ProposalStatus struct {
 	Release        string    `json:"release"` // the release it would need; "" for none
 	Prefetch       string    `json:"prefetch"`
 	Reason         string    `json:"reason"`
-	// Ended: it left the voting period (passed or rejected); shown for a while.
-	Ended bool `json:"ended,omitempty"`
+	// Ended: it left the voting period (passed or rejected); shown for a
+	// while, its reason says how it ended.
+	Ended bool `json:"-"`
 }
 
 // PlanInput is what deciding the releases of proposals looks at.
