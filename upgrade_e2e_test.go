@@ -28,7 +28,7 @@ type releaseServer struct {
 	log      []string                 // every request path, in order
 }
 
-func newReleaseServer(t *testing.T) *releaseServer {
+func newReleaseServer(t testing.TB) *releaseServer {
 	rs := &releaseServer{missing: map[string]bool{}, badSum: map[string]bool{}, override: map[string][]byte{}, hits: map[string]int{}, hold: map[string]chan struct{}{}}
 	rs.Server = httptest.NewServer(http.HandlerFunc(rs.serve))
 	t.Cleanup(rs.Close)
