@@ -240,3 +240,29 @@ func TestPrefetchWithoutAutoDownloadWarnsAndReloads(t *testing.T) {
 		return len(rep.Proposals) == 0
 	})
 }
+
+// check shows the proposals and what a running LavaVisor would pre-fetch;
+// proposals that cannot be read are a reason, never an error of check.
+func TestCheckShowsProposals(t *testing.T) {
+	rs := newReleaseServer(t)
+	h := upgradeHome(t, rs, "")
+	end := time.Now().Add(time.Hour)
+	h.versionsWithProposals("6.2.5", "6.2.5", proposal(13, "5.5.1", "6.2.9", end)+proposal(14, "6.2.5", "6.2.5", end))
+	code, out := runLavavisor(t, "--directory", h.dir, "check")
+	if code != 0 || !strings.Contains(out, "proposal 13: provider min 5.5.1 target 6.2.9") || !strings.Contains(out, "release 6.2.9, prefetch fetching") ||
+		!strings.Contains(out, "proposal 14:") || !strings.Contains(out, "prefetch not_needed") {
+		t.Errorf("check: exit %d\n%s", code, out)
+	}
+	h.place("6.2.9")
+	if _, out := runLavavisor(t, "--directory", h.dir, "check", "--json"); !strings.Contains(out, `"prefetch": "ready"`) || !strings.Contains(out, `"release": "6.2.9"`) {
+		t.Errorf("check --json:\n%s", out)
+	}
+	h.versionsWithProposals("6.2.5", "6.2.5", "  - id: 1\n")
+	code, out = runLavavisor(t, "--directory", h.dir, "check")
+	if code != 0 || !strings.Contains(out, "proposals: unavailable (") || !strings.Contains(out, "voting_end_time missing") {
+		t.Errorf("check with a bad proposals list: exit %d\n%s", code, out)
+	}
+	if rs.downloads("6.2.9") != 0 {
+		t.Error("check downloaded")
+	}
+}
