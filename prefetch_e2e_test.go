@@ -266,3 +266,28 @@ func TestCheckShowsProposals(t *testing.T) {
 		t.Error("check downloaded")
 	}
 }
+
+// lavavisor_proposal_prefetch: one series per proposal in voting with its
+// release and state; dropped when the proposal ends.
+func TestPrefetchMetric(t *testing.T) {
+	rs := newReleaseServer(t)
+	h := upgradeHome(t, rs, "")
+	p := h.start("--metrics-addr", "127.0.0.1:0", "start")
+	base := metricsURL(p)
+	p.waitFor("both on 6.2.5", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
+	end := time.Now().Add(time.Hour)
+	h.versionsWithProposals("6.2.5", "6.2.5", proposal(13, "5.5.1", "6.2.9", end)+proposal(12, "6.2.5", "6.3.1", end))
+	p.waitFor("both series", func() bool {
+		f := scrape(t, base)
+		ready, _ := f.value("lavavisor_proposal_prefetch", map[string]string{"proposal": "13", "version": "6.2.9", "state": "ready"})
+		failed, _ := f.value("lavavisor_proposal_prefetch", map[string]string{"proposal": "12", "version": "6.3.1", "state": "failed"})
+		return ready == 1 && failed == 1
+	})
+	h.versionsWithProposals("6.2.5", "6.2.5", proposal(13, "5.5.1", "6.2.9", end))
+	p.waitFor("the ended one's series dropped", func() bool {
+		f := scrape(t, base)
+		_, gone := f.value("lavavisor_proposal_prefetch", map[string]string{"proposal": "12", "version": "6.3.1", "state": "failed"})
+		_, kept := f.value("lavavisor_proposal_prefetch", map[string]string{"proposal": "13", "version": "6.2.9", "state": "ready"})
+		return !gone && kept
+	})
+}
