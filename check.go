@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/lavavisor/lavavisor/chain"
 	"github.com/lavavisor/lavavisor/config"
 	"github.com/lavavisor/lavavisor/redact"
 	"github.com/lavavisor/lavavisor/supervisor"
@@ -32,6 +34,10 @@ type checkReport struct {
 	// Pending: the upgrade due waits for its window or spread (SPEC §10).
 	Pending *upgrade.Pending `json:"pending,omitempty"`
 	now     time.Time
+	// Proposals in voting and what a running LavaVisor pre-fetches for
+	// them (SPEC §8); ProposalsError why they could not be read.
+	Proposals      []upgrade.ProposalStatus `json:"proposals"`
+	ProposalsError string                   `json:"proposals_error,omitempty"`
 }
 
 type checkChain struct {
@@ -99,16 +105,61 @@ func (c *checkCmd) Run(g *Globals, log *logrus.Logger, _ *supervisor.Sink) error
 			}
 		}
 	}
+	r.Proposals, r.ProposalsError = checkProposals(cfg, inst, up, snap, l)
 	if c.JSON {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		fmt.Println(string(b))
 	} else {
 		printCheck(r)
+		printProposals(os.Stdout, r.Proposals, r.ProposalsError, time.Now())
 	}
 	if r.Due {
 		return &exitError{code: 3}
 	}
 	return nil
+}
+
+// checkProposals reads the version proposals once and says what a running
+// LavaVisor would pre-fetch for each; a failed read is a reason, never an
+// error of check.
+func checkProposals(cfg *config.Config, inst *upgrade.Installer, up *upgrade.Upgrader, snap chain.Snapshot, log *logrus.Entry) ([]upgrade.ProposalStatus, string) {
+	src, err := chainSource(cfg, log)
+	if err != nil {
+		return []upgrade.ProposalStatus{}, err.Error()
+	}
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.RequestTimeout.Std())
+	defer cancel()
+	ps, err := chain.ReadProposals(ctx, src)
+	if err != nil {
+		return []upgrade.ProposalStatus{}, err.Error()
+	}
+	running, _ := inst.Current()
+	out := upgrade.Plan(upgrade.PlanInput{
+		Read:  chain.ProposalsRead{Proposals: ps, Current: snap.Versions},
+		Roles: up.Roles, Mode: up.Mode, Pin: up.Pin, Running: running, Now: time.Now(),
+	})
+	for i := range out {
+		p := &out[i]
+		if p.Prefetch != "" {
+			continue
+		}
+		v, _ := chain.ParseVersion(p.Release)
+		switch _, err := inst.Store.Verify(v); {
+		case err == nil:
+			p.Prefetch = upgrade.PrefetchReady
+		case inst.Fetcher == nil || !cfg.PrefetchOn():
+			p.Prefetch = upgrade.PrefetchFailed
+			p.Reason = fmt.Sprintf("not in the releases folder and no pre-fetch (auto-download or prefetch off): place %s in %s before %s", v.Tag(), inst.Store.Dir, p.VotingEnd.Format(time.RFC3339))
+		default:
+			p.Prefetch = upgrade.PrefetchFetching
+			p.Reason = "not in the releases folder yet: a running LavaVisor pre-fetches it"
+		}
+	}
+	if out == nil {
+		out = []upgrade.ProposalStatus{}
+	}
+	return out, ""
 }
 
 func printCheck(r checkReport) {

@@ -142,6 +142,18 @@ func testClock() func() time.Time {
 	}
 }
 
+// prefetchSettings are cfg's pre-fetch settings (SPEC §8), at start and at
+// each reload.
+func prefetchSettings(cfg *config.Config, h home, fetcher *upgrade.Fetcher) (upgrade.PrefetchSettings, error) {
+	s, err := settingsFor(cfg, h, fetcher, "")
+	if err != nil {
+		return upgrade.PrefetchSettings{}, err
+	}
+	return upgrade.PrefetchSettings{
+		Enabled: cfg.PrefetchOn(), Fetcher: fetcher, Roles: s.Roles, Mode: s.Mode, Pin: s.Pin, KeepReleases: s.KeepReleases,
+	}, nil
+}
+
 // upgraderSettings are cfg's upgrade settings for a reload: the fetcher and
 // the system-path link are built anew from it.
 func upgraderSettings(cfg *config.Config, h home, log *logrus.Entry) (upgrade.Settings, error) {

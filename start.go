@@ -301,6 +301,7 @@ func (s *session) run() error {
 	}, sup.Forward)
 
 	var poller *chain.Poller
+	var prefetch *upgrade.Prefetcher
 	var g run.Group
 	{
 		// Signal handler: the stopper has caught signals since the first
@@ -348,7 +349,7 @@ func (s *session) run() error {
 					return nil
 				case req := <-reloadc:
 					var err error
-					cfg, err = s.reload(rctx, req.via, cfg, sup, up, poller, &sources, ops)
+					cfg, err = s.reload(rctx, req.via, cfg, sup, up, poller, prefetch, &sources, ops)
 					if req.reply != nil {
 						req.reply <- err
 					}
@@ -363,16 +364,27 @@ func (s *session) run() error {
 		interval, from := chain.PollInterval(ictx, src, cfg.PollInterval.Std())
 		cancel()
 		poller = chain.NewPoller(src, chain.PollerOptions{
-			Interval: interval,
-			Log:      s.log.WithField("component", "chain"),
-			Record:   func(snap chain.Snapshot) error { return recordChain(st, snap) },
-			Initial:  snap,
-			ChainID:  cfg.ChainID,
-			OnPoll:   ops.Polled,
+			Interval:  interval,
+			Log:       s.log.WithField("component", "chain"),
+			Record:    func(snap chain.Snapshot) error { return recordChain(st, snap) },
+			Initial:   snap,
+			ChainID:   cfg.ChainID,
+			OnPoll:    ops.Polled,
+			Proposals: cfg.PrefetchOn(),
 		})
 		ops.WatchChain(poller)
 		up.Updates = poller.Subscribe()
 		up.Interval = interval
+		ps, err := prefetchSettings(cfg, s.home, inst.Fetcher)
+		if err != nil {
+			return err
+		}
+		prefetch = upgrade.NewPrefetcher(ps)
+		prefetch.Store, prefetch.Running, prefetch.Interval = inst.Store, up.Running, interval
+		prefetch.Reads = poller.SubscribeProposals()
+		prefetch.Log = s.log.WithField("component", "prefetch")
+		up.Prefetch = prefetch
+		ops.WatchProposals(prefetch.Status)
 		{
 			// Chain poller.
 			ctx, cancel := context.WithCancel(context.Background())
@@ -380,6 +392,17 @@ func (s *session) run() error {
 				log.WithFields(logrus.Fields{"source": src.String(), "interval": interval.String(), "interval_from": from}).Info("polling the chain")
 				err := poller.Run(ctx)
 				log.Info("chain poller stopped")
+				return err
+			}, func(error) {
+				cancel()
+			})
+		}
+		{
+			// Pre-fetcher: never on the poller's nor the upgrader's path.
+			ctx, cancel := context.WithCancel(context.Background())
+			g.Add(func() error {
+				err := prefetch.Run(ctx)
+				log.Info("pre-fetcher stopped")
 				return err
 			}, func(error) {
 				cancel()
@@ -436,7 +459,7 @@ func (s *session) stoppedEarly(log *logrus.Entry) error {
 // upgrader and the poller at their next decision. A bad config is logged,
 // the running one kept, and the reason returned. It returns the config now
 // in force.
-func (s *session) reload(ctx context.Context, via string, cur *config.Config, sup *supervisor.Supervisor, up *upgrade.Upgrader, poller *chain.Poller, sources *[]chain.Source, o *control.Plane) (*config.Config, error) {
+func (s *session) reload(ctx context.Context, via string, cur *config.Config, sup *supervisor.Supervisor, up *upgrade.Upgrader, poller *chain.Poller, prefetch *upgrade.Prefetcher, sources *[]chain.Source, o *control.Plane) (*config.Config, error) {
 	log := s.log.WithField("component", "reload")
 	refuse := func(err error) (*config.Config, error) {
 		log.WithError(err).Error(via + ": new config not applied; keeping the running one")
@@ -453,8 +476,12 @@ func (s *session) reload(ctx context.Context, via string, cur *config.Config, su
 		return refuse(err)
 	}
 	var settings upgrade.Settings
+	var ps upgrade.PrefetchSettings
 	if up.Updates != nil {
 		if settings, err = upgraderSettings(cfg, s.home, up.Log); err != nil {
+			return refuse(err)
+		}
+		if ps, err = prefetchSettings(cfg, s.home, settings.Fetcher); err != nil {
 			return refuse(err)
 		}
 	}
@@ -473,6 +500,8 @@ func (s *session) reload(ctx context.Context, via string, cur *config.Config, su
 	s.sink.SetLogFiles(logFiles(cfg))
 	if up.Updates != nil {
 		up.Reconfigure(settings)
+		prefetch.Reconfigure(ps)
+		poller.SetProposals(cfg.PrefetchOn())
 	}
 	if poller != nil && chainChanged(cur, cfg) {
 		src, err := chainSource(cfg, s.log.WithField("component", "chain"))

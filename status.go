@@ -70,6 +70,7 @@ func printStatus(w io.Writer, rep control.Report, now time.Time) {
 	if p := rep.Pending; p != nil {
 		fmt.Fprintln(w, pendingLine(p, now))
 	}
+	printProposals(w, rep.Proposals, rep.ProposalsError, now)
 	for _, p := range rep.Problems {
 		fmt.Fprintln(w, "problem: "+p)
 	}
@@ -79,6 +80,29 @@ func printStatus(w io.Writer, rep control.Report, now time.Time) {
 func pendingLine(p *upgrade.Pending, now time.Time) string {
 	return fmt.Sprintf("pending: %s, not before %s (in %s), waiting for the %s: %s", p.To,
 		p.NotBefore.UTC().Format(time.RFC3339), p.NotBefore.Sub(now).Round(time.Second), p.WaitingFor, p.Reason)
+}
+
+// printProposals shows the version proposals and their pre-fetch (SPEC §8),
+// for status and check.
+func printProposals(w io.Writer, ps []upgrade.ProposalStatus, readErr string, now time.Time) {
+	if readErr != "" {
+		fmt.Fprintf(w, "proposals: unavailable (%s)\n", readErr)
+	}
+	for _, p := range ps {
+		when := fmt.Sprintf("voting ends %s (in %s)", p.VotingEnd.Local().Format(time.RFC3339), p.VotingEnd.Sub(now).Round(time.Second))
+		if p.Ended || !now.Before(p.VotingEnd) {
+			when = "voting ended " + p.VotingEnd.Local().Format(time.RFC3339)
+		}
+		versions := "versions refused"
+		if p.ProviderTarget != "" {
+			versions = fmt.Sprintf("provider min %s target %s, consumer min %s target %s", p.ProviderMin, p.ProviderTarget, p.ConsumerMin, p.ConsumerTarget)
+		}
+		line := fmt.Sprintf("proposal %d: %s; %s; release %s, prefetch %s", p.ID, versions, when, orDash(p.Release), p.Prefetch)
+		if p.Reason != "" {
+			line += " (" + p.Reason + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func orDash(s string) string {

@@ -57,8 +57,8 @@ func assertKeys(t *testing.T, b []byte) {
 			t.Errorf("%s keys %v, want %v", what, got, w)
 		}
 	}
-	top := []string{"services", "chain", "last_upgrade"}
-	for _, optional := range []string{"problems", "pending"} {
+	top := []string{"services", "chain", "last_upgrade", "proposals"}
+	for _, optional := range []string{"problems", "pending", "proposals_error"} {
 		if _, ok := m[optional]; ok {
 			top = append(top, optional)
 		}
@@ -66,6 +66,11 @@ func assertKeys(t *testing.T, b []byte) {
 	want("top-level", keysOf(b), top...)
 	if _, ok := m["pending"]; ok {
 		want("pending", keysOf(m["pending"]), "to", "reason", "not_before", "waiting_for")
+	}
+	var props []json.RawMessage
+	json.Unmarshal(m["proposals"], &props)
+	for _, p := range props {
+		want("proposal", keysOf(p), "id", "provider_target", "provider_min", "consumer_target", "consumer_min", "voting_end", "release", "prefetch", "reason")
 	}
 	var svcs []json.RawMessage
 	json.Unmarshal(m["services"], &svcs)

@@ -24,10 +24,12 @@ type releaseServer struct {
 	badSum   map[string]bool // version -> wrong checksum listed
 	override map[string][]byte
 	hits     map[string]int
+	hold     map[string]chan struct{} // version -> its asset is served once closed
+	log      []string                 // every request path, in order
 }
 
-func newReleaseServer(t *testing.T) *releaseServer {
-	rs := &releaseServer{missing: map[string]bool{}, badSum: map[string]bool{}, override: map[string][]byte{}, hits: map[string]int{}}
+func newReleaseServer(t testing.TB) *releaseServer {
+	rs := &releaseServer{missing: map[string]bool{}, badSum: map[string]bool{}, override: map[string][]byte{}, hits: map[string]int{}, hold: map[string]chan struct{}{}}
 	rs.Server = httptest.NewServer(http.HandlerFunc(rs.serve))
 	t.Cleanup(rs.Close)
 	return rs
@@ -57,7 +59,8 @@ func (rs *releaseServer) serve(w http.ResponseWriter, r *http.Request) {
 	version := strings.TrimPrefix(parts[0], "v")
 	rs.mu.Lock()
 	rs.hits[r.URL.Path]++
-	missing, bad := rs.missing[version], rs.badSum[version]
+	rs.log = append(rs.log, r.URL.Path)
+	missing, bad, hold := rs.missing[version], rs.badSum[version], rs.hold[version]
 	rs.mu.Unlock()
 	b := rs.asset(version)
 	name := fmt.Sprintf("lavap-v%s-%s-%s", version, runtime.GOOS, runtime.GOARCH)
@@ -71,6 +74,13 @@ func (rs *releaseServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Fprintf(w, "%x  lavap-v%s-darwin-arm64\n%x  %s\n%x  lavad-v%s-linux-amd64\n", sha256.Sum256([]byte("other")), version, sum, name, sha256.Sum256([]byte("lavad")), version)
 	case parts[1] == name:
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		w.Write(b)
 	default:
 		http.NotFound(w, r)
@@ -81,6 +91,13 @@ func (rs *releaseServer) set(f func(rs *releaseServer)) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	f(rs)
+}
+
+// requests is the server's request log: every path asked, in order.
+func (rs *releaseServer) requests() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return append([]string(nil), rs.log...)
 }
 
 func (rs *releaseServer) downloads(version string) int {

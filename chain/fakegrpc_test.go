@@ -34,14 +34,15 @@ type fakeGRPC struct {
 	cmtservice.UnimplementedServiceServer
 	addr string
 
-	mu       sync.Mutex
-	value    []byte
-	height   int64
-	network  string
-	syncing  bool
-	noHeader bool   // leave out x-cosmos-block-height, as a stripping proxy would
-	mode     string // "", modeHang, modeHuge
-	specs    map[string][]byte
+	mu        sync.Mutex
+	value     []byte
+	height    int64
+	network   string
+	syncing   bool
+	noHeader  bool   // leave out x-cosmos-block-height, as a stripping proxy would
+	mode      string // "", modeHang, modeHuge
+	specs     map[string][]byte
+	proposals []byte // one page of QueryProposalsResponse
 }
 
 // rawMessage sends or receives bytes as they are.
@@ -106,6 +107,7 @@ func newFakeGRPCSlowTLS(t *testing.T, useTLS bool, delay time.Duration) (*fakeGR
 	s := grpc.NewServer(opts...)
 	s.RegisterService(queryServiceDesc("lavanet.lava.protocol.Query", "Params", (*fakeGRPC).params), f)
 	s.RegisterService(queryServiceDesc("lavanet.lava.spec.Query", "Spec", (*fakeGRPC).spec), f)
+	s.RegisterService(queryServiceDesc("cosmos.gov.v1.Query", "Proposals", (*fakeGRPC).govProposals), f)
 	cmtservice.RegisterServiceServer(s, f)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -149,6 +151,17 @@ func (f *fakeGRPC) params(ctx context.Context, _ []byte) (any, error) {
 		grpc.SetHeader(ctx, metadata.Pairs(grpctypes.GRPCBlockHeightHeader, strconv.FormatInt(f.height, 10)))
 	}
 	v := rawMessage(f.value)
+	return &v, nil
+}
+
+func (f *fakeGRPC) govProposals(ctx context.Context, req []byte) (any, error) {
+	var r QueryProposalsRequest
+	if err := r.Unmarshal(req); err != nil || r.Status != statusVotingPeriod {
+		return nil, status.Errorf(codes.InvalidArgument, "bad request %v", err)
+	}
+	f.mu.Lock()
+	v := rawMessage(f.proposals)
+	f.mu.Unlock()
 	return &v, nil
 }
 

@@ -34,6 +34,7 @@ type fakeNode struct {
 	catchingUp bool
 	mode       string // "", "hang", "hang-abci", "500", "garbage", "huge", "huge-length", "no-protocol"
 	specs      map[string][]byte
+	proposals  [][]byte    // pages of QueryProposalsResponse; nil: no gov answer
 	requests   chan string // method of each request, when a test listens
 
 	hits atomic.Int64
@@ -102,6 +103,12 @@ func (n *fakeNode) versions(pt, pm, ct, cm string) []byte {
 	return b
 }
 
+// setProposals makes the node list these pages of proposals in voting
+// period: page i+1 is asked for with the key "page<i+1>".
+func (n *fakeNode) setProposals(pages ...[]byte) {
+	n.set(func(n *fakeNode) { n.proposals = pages })
+}
+
 func (n *fakeNode) setHeight(h int64) { n.set(func(n *fakeNode) { n.height = h }) }
 func (n *fakeNode) setMode(m string)  { n.set(func(n *fakeNode) { n.mode = m }) }
 
@@ -155,6 +162,7 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	mode, value, height, network, catching := n.mode, n.value, n.height, n.network, n.catchingUp
 	spec := n.specs
+	proposals := n.proposals
 	notify := n.requests
 	n.mu.Unlock()
 	if notify != nil {
@@ -198,6 +206,10 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	case "abci_query":
 		var path string
 		json.Unmarshal(req.Params["path"], &path)
+		if path == proposalsMethod && proposals != nil {
+			result = n.proposalsResult(req.Params["data"], proposals, height)
+			break
+		}
 		result = n.abciResult(mode, path, req.Params["data"], value, height, spec)
 	default:
 		http.Error(w, "unknown method "+req.Method, http.StatusNotFound)
@@ -268,6 +280,28 @@ func (n *fakeNode) abciResult(mode, path string, data json.RawMessage, value []b
 	default: // what a node answers for a path it does not know
 		return json.RawMessage(`{"response":` + string(readFixture(n.t, "abci_query_unknown_path.json")) + `}`)
 	}
+}
+
+// proposalsResult answers the page the request's key asks for, in the
+// envelope of the recorded Proposals answer.
+func (n *fakeNode) proposalsResult(data json.RawMessage, pages [][]byte, height int64) json.RawMessage {
+	var hexData string
+	json.Unmarshal(data, &hexData)
+	raw, _ := hex.DecodeString(hexData)
+	var req QueryProposalsRequest
+	req.Unmarshal(raw)
+	if req.Status != statusVotingPeriod {
+		n.t.Errorf("proposals asked with status %d, want %d", req.Status, statusVotingPeriod)
+	}
+	i := 0
+	if len(req.Key) > 0 {
+		i, _ = strconv.Atoi(strings.TrimPrefix(string(req.Key), "page"))
+		i--
+	}
+	if i < 0 || i >= len(pages) {
+		return json.RawMessage(`{"response":` + string(readFixture(n.t, "abci_query_unknown_path.json")) + `}`)
+	}
+	return n.okResponse("gov/abci_query_gov_v1_proposals_voting_legacy.json", pages[i], height)
 }
 
 func (n *fakeNode) okResponse(fixture string, value []byte, height int64) json.RawMessage {

@@ -56,19 +56,84 @@ func (s *fileSource) Query(context.Context) (Snapshot, error) {
 }
 
 func (s *fileSource) read() (Versions, error) {
-	f, err := os.Open(s.path)
+	b, err := s.readFile()
 	if err != nil {
 		return Versions{}, err
+	}
+	return decodeVersionsFile(b)
+}
+
+func (s *fileSource) readFile() ([]byte, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxVersionsFile+1))
 	if err != nil {
-		return Versions{}, err
+		return nil, err
 	}
 	if len(b) > maxVersionsFile {
-		return Versions{}, fmt.Errorf("larger than %d bytes", maxVersionsFile)
+		return nil, fmt.Errorf("larger than %d bytes", maxVersionsFile)
 	}
-	return decodeVersionsFile(b)
+	return b, nil
+}
+
+// Proposals reads the file's `proposals:` list (rehearsals, the demo): each
+// with an id, some of the four versions and a voting_end_time.
+func (s *fileSource) Proposals(context.Context) ([]Proposal, error) {
+	b, err := s.readFile()
+	if err != nil {
+		return nil, fmt.Errorf("versions file %s: %w", s.path, err)
+	}
+	ps, err := decodeFileProposals(b)
+	if err != nil {
+		return nil, fmt.Errorf("versions file %s: proposals: %w", s.path, err)
+	}
+	return ps, nil
+}
+
+// decodeFileProposals is strict: known keys only, an id and a
+// voting_end_time each, at least one version, ids unique.
+func decodeFileProposals(b []byte) ([]Proposal, error) {
+	var raw struct {
+		Versions  map[string]yaml.Node `yaml:",inline"` // read by decodeVersionsFile
+		Proposals []struct {
+			ID             *uint64    `yaml:"id"`
+			ProviderTarget *string    `yaml:"provider_target"`
+			ProviderMin    *string    `yaml:"provider_min"`
+			ConsumerTarget *string    `yaml:"consumer_target"`
+			ConsumerMin    *string    `yaml:"consumer_min"`
+			VotingEnd      *time.Time `yaml:"voting_end_time"`
+		} `yaml:"proposals"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(raw.Proposals) > MaxProposals {
+		return nil, fmt.Errorf("more than %d", MaxProposals)
+	}
+	seen := map[uint64]bool{}
+	var out []Proposal
+	for i, r := range raw.Proposals {
+		switch {
+		case r.ID == nil:
+			return nil, fmt.Errorf("entry %d: id missing", i+1)
+		case seen[*r.ID]:
+			return nil, fmt.Errorf("entry %d: id %d listed twice", i+1, *r.ID)
+		case r.VotingEnd == nil:
+			return nil, fmt.Errorf("proposal %d: voting_end_time missing (RFC 3339, e.g. 2026-12-02T10:00:00Z)", *r.ID)
+		}
+		seen[*r.ID] = true
+		c := VersionChange{r.ProviderTarget, r.ProviderMin, r.ConsumerTarget, r.ConsumerMin}
+		if c == (VersionChange{}) {
+			return nil, fmt.Errorf("proposal %d: no version (%s)", *r.ID, versionsFileKeys)
+		}
+		out = append(out, Proposal{ID: *r.ID, VotingEnd: r.VotingEnd.UTC(), Form: FormVersionsFile, Changes: []VersionChange{c}})
+	}
+	return sortProposals(out), nil
 }
 
 const versionsFileKeys = "provider_min, provider_target, consumer_min, consumer_target"
@@ -85,6 +150,8 @@ func decodeVersionsFile(b []byte) (Versions, error) {
 		ProviderTarget *string `yaml:"provider_target"`
 		ConsumerMin    *string `yaml:"consumer_min"`
 		ConsumerTarget *string `yaml:"consumer_target"`
+		// Read by Proposals: a bad list must not fail the version poll.
+		Proposals yaml.Node `yaml:"proposals"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

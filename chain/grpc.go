@@ -156,3 +156,12 @@ func (s *grpcSource) BlockTime(ctx context.Context, spec string) (time.Duration,
 	}
 	return checkBlockTime(ms)
 }
+
+func (s *grpcSource) Proposals(ctx context.Context) ([]Proposal, error) {
+	var ps []Proposal
+	err := s.call(ctx, func(ctx context.Context) (err error) {
+		ps, err = queryProposals(ctx, s.cctx)
+		return err
+	})
+	return ps, err
+}

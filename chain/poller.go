@@ -37,6 +37,9 @@ type PollerOptions struct {
 	// OnPoll, when set, is called after each poll with its error (nil: the
 	// source answered); for metrics. It must not block.
 	OnPoll func(err error)
+	// Proposals turns on the reads of version proposals (SPEC §8), at
+	// Interval, and the fast polling around a followed one's voting end.
+	Proposals bool
 }
 
 // Poller is the chain actor: it polls a Source, validates each answer (SPEC §6.1)
@@ -55,6 +58,14 @@ type Poller struct {
 	reconfc  chan struct{} // a new source or interval: poll again now
 
 	lowerStreak int // only touched by Run's goroutine
+
+	// Proposals (SPEC §8), under mu.
+	proposalsOn   bool
+	nextProposals time.Time // when they are read next
+	proposalSubs  []chan ProposalsRead
+	watched       map[uint64]time.Time // followed proposals' voting ends
+	readAfter     bool                 // one left the voting period: read the versions once more, fast
+	fast          bool                 // polling fast (logged when it changes)
 }
 
 // NewPoller makes a poller; call Subscribe before Run.
@@ -71,7 +82,7 @@ func NewPoller(src Source, o PollerOptions) *Poller {
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	p := &Poller{src: src, o: o, log: log, chainID: o.ChainID, reconfc: make(chan struct{}, 1)}
+	p := &Poller{src: src, o: o, log: log, chainID: o.ChainID, reconfc: make(chan struct{}, 1), proposalsOn: o.Proposals}
 	if o.Initial != nil {
 		p.last, p.hasLast = *o.Initial, true
 	}
@@ -137,14 +148,17 @@ func (p *Poller) Run(ctx context.Context) error {
 		if p.o.OnPoll != nil {
 			p.o.OnPoll(err)
 		}
-		_, interval := p.source()
-		wait := interval
+		src, interval := p.source()
+		var wait time.Duration
 		if err != nil {
 			failures++
 			wait = backoff(interval, p.o.MaxBackoff, failures)
 			p.log.WithError(boundedError{err}).WithField("retry_in", wait).Warn("chain poll failed")
 		} else {
 			failures = 0
+			// Never a poll error (SPEC §8): a failed read is published.
+			p.readProposals(ctx, src, interval)
+			wait = p.pace(interval, time.Now())
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -246,7 +260,7 @@ func (p *Poller) accept(snap Snapshot, log *logrus.Entry) {
 // publish replaces an unread value: subscribers want the latest versions, and
 // the poller must never block on a slow one. Only the poller sends, so after
 // draining there is room.
-func publish(ch chan Snapshot, s Snapshot) {
+func publish[T any](ch chan T, s T) {
 	select {
 	case ch <- s:
 		return

@@ -67,3 +67,25 @@ func isNotFound(err error) bool {
 	return (s.Code() == codes.InvalidArgument || s.Code() == codes.NotFound) &&
 		strings.Contains(s.Message(), "not found")
 }
+
+// queryProposals lists the version proposals in voting period, page by page,
+// through the same client.Context as the params (ABCI or gRPC).
+func queryProposals(ctx context.Context, cctx client.Context) ([]Proposal, error) {
+	var all []Proposal
+	var key []byte
+	for page := 0; ; page++ {
+		if page == maxProposalPages {
+			return nil, fmt.Errorf("query %s: more than %d pages", proposalsMethod, maxProposalPages)
+		}
+		var res QueryProposalsResponse
+		req := &QueryProposalsRequest{Status: statusVotingPeriod, Key: key}
+		if err := cctx.Invoke(ctx, proposalsMethod, req, &res); err != nil {
+			return nil, fmt.Errorf("query %s: %w", proposalsMethod, err)
+		}
+		all = append(all, res.Proposals...)
+		if len(res.NextKey) == 0 || len(all) >= MaxProposals {
+			return sortProposals(all), nil
+		}
+		key = res.NextKey
+	}
+}

@@ -210,3 +210,21 @@ func (b boundRPC) ABCIQueryWithOptions(_ context.Context, path string, data cmtb
 func (b boundRPC) ABCIQuery(_ context.Context, path string, data cmtbytes.HexBytes) (*coretypes.ResultABCIQuery, error) {
 	return b.HTTP.ABCIQuery(b.ctx, path, data)
 }
+
+// Proposals asks the nodes in order, as Query does.
+func (s *rpcSource) Proposals(ctx context.Context) ([]Proposal, error) {
+	var errs []error
+	for _, n := range s.nodes {
+		rctx, cancel := context.WithTimeout(ctx, n.timeout)
+		ps, err := queryProposals(rctx, n.clientContext(rctx))
+		cancel()
+		if err == nil {
+			return ps, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", n.name, err))
+	}
+	return nil, errors.Join(errs...)
+}

@@ -32,6 +32,7 @@ var badConfigs = []struct{ name, want string }{
 
 	// Types.
 	{"rolling-wrong-type", `{file}:1: rolling: want true or false, got "yes please"`},
+	{"prefetch-wrong-type", `{file}:1: prefetch: want auto, true or false, got "soon"`},
 	{"args-wrong-type", `{file}:3: services[0].args: want a list, got "provider"`},
 	{"keep-releases-wrong-type", `{file}:1: keep-releases: want an integer, got "many"`},
 	{"download-wrong-type", `{file}:1: download: want a mapping of keys, got "https://example.com/lavap"`},

@@ -8,14 +8,17 @@ import (
 
 // Config is a whole config.yml (SPEC §3) after defaults, file and overrides.
 type Config struct {
-	ChainID         string        `yaml:"chain-id"`
-	Node            string        `yaml:"node"`
-	GRPCAddr        string        `yaml:"grpc-addr"`
-	GRPCInsecure    bool          `yaml:"grpc-insecure"`
-	RequestTimeout  Duration      `yaml:"request-timeout"`
-	MaxResponseSize ByteSize      `yaml:"max-response-size"` // bound on one chain response body
-	PollInterval    Duration      `yaml:"poll-interval"`     // 0: from the chain's block time
-	AutoDownload    bool          `yaml:"auto-download"`
+	ChainID         string   `yaml:"chain-id"`
+	Node            string   `yaml:"node"`
+	GRPCAddr        string   `yaml:"grpc-addr"`
+	GRPCInsecure    bool     `yaml:"grpc-insecure"`
+	RequestTimeout  Duration `yaml:"request-timeout"`
+	MaxResponseSize ByteSize `yaml:"max-response-size"` // bound on one chain response body
+	PollInterval    Duration `yaml:"poll-interval"`     // 0: from the chain's block time
+	AutoDownload    bool     `yaml:"auto-download"`
+	// Prefetch is PrefetchAuto (follow AutoDownload, SPEC §8), "true" or
+	// "false"; see PrefetchOn.
+	Prefetch        string        `yaml:"prefetch"`
 	Download        Download      `yaml:"download"`
 	ReleasesDir     string        `yaml:"releases-dir"` // "": <home>/upgrades, resolved by the caller
 	KeepReleases    int           `yaml:"keep-releases"`
@@ -133,6 +136,7 @@ func Default() Config {
 		Restart:         RestartAlways,
 		Upgrade:         UpgradeTarget,
 		Rolling:         true,
+		Prefetch:        PrefetchAuto,
 		BadReleaseRetry: Duration(time.Hour),
 		LogMaxSize:      100 << 20,
 		LogMaxFiles:     5,
@@ -207,4 +211,16 @@ func (c Config) Effective(s Service) Service {
 		s.Role = RoleFromArgs(s.Args)
 	}
 	return s
+}
+
+// PrefetchAuto is the default of the prefetch key: on when auto-download is.
+const PrefetchAuto = "auto"
+
+// PrefetchOn says whether version proposals are read and their releases
+// pre-fetched (SPEC §8): the prefetch key, else on when auto-download is.
+func (c *Config) PrefetchOn() bool {
+	if c.Prefetch == PrefetchAuto || c.Prefetch == "" {
+		return c.AutoDownload
+	}
+	return c.Prefetch == "true"
 }

@@ -48,6 +48,7 @@ func (d *decoder) config(root *yaml.Node, c *Config, ignoreServices bool) {
 		"max-response-size": d.size(&c.MaxResponseSize),
 		"poll-interval":     d.duration(&c.PollInterval),
 		"auto-download":     d.boolean(&c.AutoDownload),
+		"prefetch":          d.prefetch(&c.Prefetch),
 		"download": func(v *yaml.Node, key string) {
 			dl := &c.Download
 			d.mapping(v, key, map[string]field{
@@ -207,6 +208,26 @@ func (d *decoder) str(p *string) field {
 		if s, ok := d.scalar(v, key, "a string"); ok {
 			*p = s
 		}
+	}
+}
+
+// prefetch reads auto, true or false.
+func (d *decoder) prefetch(p *string) field {
+	return func(v *yaml.Node, key string) {
+		s, ok := d.scalar(v, key, "auto, true or false")
+		if !ok {
+			return
+		}
+		if v.Tag == "!!str" && s == PrefetchAuto {
+			*p = PrefetchAuto
+			return
+		}
+		b, err := strconv.ParseBool(strings.ToLower(s))
+		if v.Tag != "!!bool" || err != nil {
+			d.errf(v, key, "want auto, true or false, got %s", describe(v))
+			return
+		}
+		*p = strconv.FormatBool(b)
 	}
 }
 

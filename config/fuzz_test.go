@@ -290,6 +290,12 @@ func render(t *testing.T, c *Config) []byte {
 	}
 	plain := func(tag, s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: s} }
 	boolean := func(b bool) *yaml.Node { return plain("!!bool", strconv.FormatBool(b)) }
+	prefetch := func(s string) *yaml.Node {
+		if s == PrefetchAuto {
+			return plain("!!str", s)
+		}
+		return plain("!!bool", s)
+	}
 	mapping := func(kv ...any) *yaml.Node {
 		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		for i := 0; i < len(kv); i += 2 {
@@ -365,6 +371,7 @@ func render(t *testing.T, c *Config) []byte {
 		"max-response-size", str(c.MaxResponseSize.String()),
 		"poll-interval", str(c.PollInterval.String()),
 		"auto-download", boolean(c.AutoDownload),
+		"prefetch", prefetch(c.Prefetch),
 		"download", mapping(
 			"url", str(d.URL),
 			"checksums", str(d.Checksums),

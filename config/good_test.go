@@ -81,6 +81,7 @@ func TestFullGood(t *testing.T) {
 		MaxResponseSize: 8 << 20,
 		PollInterval:    Duration(30 * time.Second),
 		AutoDownload:    true,
+		Prefetch:        "false",
 		Download: Download{
 			URL:             "https://mirror.example.com/v{version}/lavap-{os}-{arch}",
 			Checksums:       "file:///srv/mirror/v{version}/sha256sum.txt",
@@ -120,7 +121,7 @@ func TestFullGood(t *testing.T) {
 			MinUptime:       0, // an explicit 0s is kept, not replaced by the global
 			Restart:         RestartAlways,
 			KeyringPassword: true,
-			Line:            33,
+			Line:            34,
 		},
 		{
 			// No per-service key: the globals, and the role from args[0].
@@ -131,7 +132,7 @@ func TestFullGood(t *testing.T) {
 			StopSignal:  syscall.SIGTERM,
 			MinUptime:   time.Minute,
 			Restart:     RestartOnFailure,
-			Line:        43,
+			Line:        44,
 		},
 		{
 			Name:        "sidecar",
@@ -141,7 +142,7 @@ func TestFullGood(t *testing.T) {
 			StopSignal:  syscall.SIGTERM,
 			MinUptime:   time.Minute,
 			Restart:     RestartOnFailure,
-			Line:        45,
+			Line:        46,
 		},
 	}
 	if len(c.Services) != len(wantServices) {
@@ -152,7 +153,7 @@ func TestFullGood(t *testing.T) {
 			t.Errorf("services[%d]:\n got %+v\nwant %+v", i, c.Services[i], wantServices[i])
 		}
 	}
-	if s, ok := c.Service("sidecar"); !ok || s.Line != 45 {
+	if s, ok := c.Service("sidecar"); !ok || s.Line != 46 {
 		t.Errorf("Service(sidecar) = %+v, %v", s, ok)
 	}
 	if _, ok := c.Service("nope"); ok {

@@ -26,6 +26,10 @@ max-response-size: 4MiB
 poll-interval: 0s
 # Download a release that is not in the releases folder yet.
 auto-download: false
+# Read the version proposals in voting and fetch the release each would need
+# before the vote ends, so that the swap needs no download (default: on when
+# auto-download is on; with auto-download off, true only warns). auto | true | false
+prefetch: auto
 download:
   # Where releases come from; {version}, {os} and {arch} are filled in.
   url: https://github.com/lavanet/lava/releases/download/v{version}/lavap-v{version}-{os}-{arch}

@@ -33,7 +33,7 @@ func TestSampleConfigIsTheDefaults(t *testing.T) {
 		t.Errorf("sample and Default() disagree:\n sample  %+v\n default %+v", got, want)
 	}
 	keys := yamlKeys(reflect.TypeOf(Config{}), "")
-	if len(keys) != 30 {
+	if len(keys) != 31 {
 		t.Errorf("found %d keys: the reflection walk is broken", len(keys))
 	}
 	for _, k := range keys {
@@ -44,7 +44,7 @@ func TestSampleConfigIsTheDefaults(t *testing.T) {
 
 	// As written by `init`, `start` refuses it with a clear message.
 	_, err = Parse([]byte(SampleConfig()), "config.yml", Overrides{}, Options{})
-	want := "config.yml:79: services: no services: add one to config.yml (see lavavisor create-service)"
+	want := "config.yml:83: services: no services: add one to config.yml (see lavavisor create-service)"
 	if err == nil || err.Error() != want {
 		t.Errorf("start on the sample:\n%v\nwant:\n%s", err, want)
 	}

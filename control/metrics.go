@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func (m *metricsServer) upgraded(rec upgrade.UpgradeRecord, took time.Duration) 
 type sessionCollector struct {
 	o                                                                                   *Plane
 	up, restarts, lastExit, dropped, fileDropped, chain, height, release, build, linkOK *prometheus.Desc
-	healthy, healthFailures, pending                                                    *prometheus.Desc
+	healthy, healthFailures, pending, prefetch                                          *prometheus.Desc
 }
 
 func newSessionCollector(o *Plane) *sessionCollector {
@@ -159,13 +160,16 @@ func newSessionCollector(o *Plane) *sessionCollector {
 			"Failed health checks of the service since LavaVisor started.", []string{"service"}, nil),
 		pending: prometheus.NewDesc("lavavisor_upgrade_pending_not_before_timestamp_seconds",
 			"Unix time before which the waiting upgrade to release `to` does not swap, waiting for its upgrade window or spread; absent when none waits.", []string{"to", "waiting_for"}, nil),
+		prefetch: prometheus.NewDesc("lavavisor_proposal_prefetch",
+			"1 for each version proposal in voting, labelled with the release it would need and the state of its pre-fetch (ready, fetching, failed, not_needed, not_followed); dropped when the proposal ends.",
+			[]string{"proposal", "version", "state"}, nil),
 		linkOK: prometheus.NewDesc("lavavisor_link_ok",
 			"1 when the link names the running release, 0 when it cannot be written (retried every poll); link is current or system.", []string{"link"}, nil),
 	}
 }
 
 func (c *sessionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.fileDropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures, c.pending} {
+	for _, d := range []*prometheus.Desc{c.up, c.restarts, c.lastExit, c.dropped, c.fileDropped, c.chain, c.height, c.release, c.build, c.linkOK, c.healthy, c.healthFailures, c.pending, c.prefetch} {
 		ch <- d
 	}
 }
@@ -206,6 +210,14 @@ func (c *sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.o.version)
 	if p := c.o.waiting(); p != nil {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(p.NotBefore.Unix()), p.To, p.WaitingFor)
+	}
+	if c.o.proposals != nil {
+		ps, _ := c.o.proposals()
+		for _, p := range ps {
+			if !p.Ended {
+				ch <- prometheus.MustNewConstMetric(c.prefetch, prometheus.GaugeValue, 1, strconv.FormatUint(p.ID, 10), p.Release, p.Prefetch)
+			}
+		}
 	}
 	if c.o.links != nil {
 		l := c.o.links()

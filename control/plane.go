@@ -38,6 +38,9 @@ type Plane struct {
 	// pending is the upgrade waiting for its window or spread; nil
 	// without an upgrader.
 	pending func() *upgrade.Pending
+	// proposals are the version proposals and their pre-fetch (SPEC §8);
+	// nil when no service runs lavap.
+	proposals func() ([]upgrade.ProposalStatus, string)
 
 	mu    sync.Mutex
 	roles map[string]config.Role // changed by a reload
@@ -144,6 +147,9 @@ func (o *Plane) problems() (all []string, notReady []string) {
 // WatchChain hands over the chain poller, when there is one.
 func (o *Plane) WatchChain(p *chain.Poller) { o.poller = p }
 
+// WatchProposals makes status and metrics show the pre-fetcher's proposals.
+func (o *Plane) WatchProposals(f func() ([]upgrade.ProposalStatus, string)) { o.proposals = f }
+
 // Polled counts a chain poll (PollerOptions.OnPoll).
 func (o *Plane) Polled(err error) {
 	if o.metrics != nil {
@@ -229,6 +235,12 @@ func (o *Plane) Report() Report {
 	}
 	if lu := o.state.Get().LastUpgrade; lu != nil {
 		rep.LastUpgrade = &UpgradeReport{From: lu.From, To: lu.To, Result: lu.Result, At: lu.At}
+	}
+	if o.proposals != nil {
+		rep.Proposals, rep.ProposalsError = o.proposals()
+	}
+	if rep.Proposals == nil {
+		rep.Proposals = []upgrade.ProposalStatus{}
 	}
 	rep.Problems, _ = o.problems()
 	rep.Pending = o.waiting()

@@ -19,6 +19,10 @@ type Report struct {
 	// Pending is an upgrade waiting for its window or spread (SPEC §10);
 	// absent when none waits.
 	Pending *upgrade.Pending `json:"pending,omitempty"`
+	// Proposals are the version proposals in voting and lately ended, with
+	// their pre-fetch (SPEC §8); ProposalsError why they could not be read.
+	Proposals      []upgrade.ProposalStatus `json:"proposals"`
+	ProposalsError string                   `json:"proposals_error,omitempty"`
 }
 
 // ServiceReport is one service in a Report.

@@ -404,3 +404,12 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Remove deletes the folder of release v: one pre-fetched for a proposal that
+// was rejected. The caller makes sure it is not running nor needed.
+func (s *Store) Remove(v chain.Version) error {
+	if err := os.RemoveAll(s.ReleaseDir(v)); err != nil {
+		return fmt.Errorf("remove %s: %w", v.Tag(), err)
+	}
+	return syncDir(s.Dir)
+}

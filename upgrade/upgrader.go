@@ -93,6 +93,9 @@ type Upgrader struct {
 	// decided under: a bad mark records them, so that a change that came
 	// during the probation lifts it.
 	ProbationChain ChainVersions
+	// Prefetch, when set, is held while a release is obtained (a pre-fetch of
+	// another release is cancelled) and names the releases never pruned.
+	Prefetch *Prefetcher
 	// OnResult is called after each upgrade attempt with how long it took
 	// (metrics, tests); optional.
 	OnResult func(rec UpgradeRecord, took time.Duration)
@@ -447,7 +450,9 @@ func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates [
 		u.State.Update(func(s *State) { s.Journal = nil })
 		return fmt.Errorf("journal the upgrade: %w", err)
 	}
+	release := u.Prefetch.Hold(candidates[0])
 	to, _, err := u.Installer.Obtain(ctx, candidates)
+	release()
 	if err != nil {
 		if ctx.Err() != nil && !mutant.On(mutant.StopIsFailure) {
 			// Stopped while fetching: not a failed upgrade. The journal's
@@ -888,7 +893,9 @@ func (u *Upgrader) prune(from, to chain.Version) {
 	if u.KeepReleases <= 0 {
 		return
 	}
-	removed, err := u.Installer.Store.Prune(u.KeepReleases, from, to)
+	// Never a release that a proposal in voting would need (SPEC §8).
+	protect := append([]chain.Version{from, to}, u.Prefetch.Protected()...)
+	removed, err := u.Installer.Store.Prune(u.KeepReleases, protect...)
 	if err != nil {
 		u.Log.WithError(err).Warn("prune old releases")
 	}
