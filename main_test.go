@@ -55,7 +55,8 @@ func TestMain(m *testing.M) {
 // testHome is a LavaVisor home with fake releases placed by hand.
 type testHome struct {
 	t   *testing.T
-	dir string // --directory
+	dir string   // --directory
+	env []string // added to the environment of the lavavisor it starts
 }
 
 func newTestHome(t *testing.T) *testHome {
@@ -181,7 +182,9 @@ func (l *lockedBuffer) String() string {
 
 func (h *testHome) start(args ...string) *proc {
 	h.t.Helper()
-	return startLavavisor(h.t, append([]string{"--directory", h.dir}, args...)...)
+	cmd := exec.Command(lavavisorBin, append([]string{"--directory", h.dir}, args...)...)
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), h.env...)
+	return launch(h.t, cmd)
 }
 
 func startLavavisor(t *testing.T, args ...string) *proc {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -63,7 +64,13 @@ var simKinds = []string{
 	"kill-restart", "term-restart",
 	"op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback",
 	"health-unhealthy", "health-flap",
+	"window-wait", "proposal",
 }
+
+// simDrawnKinds are the kinds genSequence draws at random times: all but the
+// later issues' events, which addLaterEvents places (so that the sequences
+// of a seed stay what they were before those events existed).
+var simDrawnKinds = simKinds[:len(simKinds)-2]
 
 // notFaults are the ordinary events: every other kind is a fault.
 var notFaults = map[string]bool{"chain-up": true, "chain-down": true, "server-good": true}
@@ -82,8 +89,11 @@ const (
 )
 
 const (
-	simPoll      = 150 * time.Millisecond
-	simMinUptime = 300 * time.Millisecond
+	simPoll = 150 * time.Millisecond
+	// The crashing release must exit within its min-uptime: a shell script
+	// started on a loaded machine took 320-400 ms to exit, and passed a
+	// 300 ms probation (seed 11, with six sequences at once).
+	simMinUptime = 800 * time.Millisecond
 	// Generous: a loaded 2-core machine running other builds must not fail a
 	// sequence that converges late but right.
 	simConverge = 15 * time.Second
@@ -280,7 +290,7 @@ func genSequence(seed uint64) simSequence {
 		slices.Sort(times)
 		serverBad := false
 		for _, at = range times {
-			kind := simKinds[rng.IntN(len(simKinds))]
+			kind := simDrawnKinds[rng.IntN(len(simDrawnKinds))]
 			switch kind {
 			case "svc-ignore": // a property of the config at start
 				kind = "hup-env"
@@ -533,9 +543,30 @@ func genSequence(seed uint64) simSequence {
 		}
 		q.Overlaps = overlaps(steps, q.Config)
 		if q.Overlaps >= 1 {
+			addLaterEvents(&q, seed)
 			return q
 		}
 	}
+}
+
+// addLaterEvents adds the events of issues 15 and 16, drawn from a stream
+// of their own so that the other events of a seed stay what they were:
+//   - window-wait: an upgrade window that is closed (on LavaVisor's clock)
+//     is set by a reload; a target-only change then waits, a rising minimum
+//     goes at once; clear() moves the clock into the window (SPEC §10);
+//   - proposal: a version proposal in voting appears in the file:// source,
+//     and its release is pre-fetched in the background while the rest goes
+//     on (SPEC §8); clear() ends it.
+func addLaterEvents(q *simSequence, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed*0x9e3779b97f4a7c15, 0x1516))
+	if rng.IntN(4) == 0 {
+		q.Steps = append(q.Steps, simStep{At: time.Duration(rng.IntN(400)) * time.Millisecond, Kind: "window-wait"})
+	}
+	if rng.IntN(3) == 0 {
+		v := []string{"6.2.6", "6.2.7", simCrasher}[rng.IntN(3)]
+		q.Steps = append(q.Steps, simStep{At: time.Duration(rng.IntN(2000)) * time.Millisecond, Kind: "proposal", Arg: v})
+	}
+	slices.SortStableFunc(q.Steps, func(a, b simStep) int { return cmp.Compare(a.At, b.At) })
 }
 
 // overlaps counts the pairs of faults whose windows meet; a point event's
@@ -703,6 +734,13 @@ type simRun struct {
 	mu         sync.Mutex
 	trace      []string
 	violations []string
+	// Issues 15 and 16: an upgrade window closed on LavaVisor's clock
+	// (windowSpec, set by the window-wait event), the version in voting
+	// (proposal event), and the versions body last written.
+	window     bool
+	windowSpec string
+	proposal   string
+	versions   string
 
 	// Health: each service's endpoint, and the services whose release
 	// flaps (a health-flap window open).
@@ -757,6 +795,15 @@ func (r *simRun) violate(format string, args ...any) {
 	}
 }
 
+// simWindowOpen is the clock offset that brings LavaVisor into the window
+// of windowSpec: it opens 3 h after the sequence began (at a whole minute)
+// and lasts an hour.
+const simWindowOpen = 3*time.Hour + 30*time.Minute
+
+// clockFile holds LavaVisor's clock offset (LAVAVISOR_TEST_CLOCK_OFFSET_FILE,
+// the end-to-end tests' seam for the upgrade window).
+func (r *simRun) clockFile() string { return filepath.Join(r.h.dir, "clock-offset") }
+
 func (r *simRun) sysLink() string { return filepath.Join(r.h.dir, "sysbin", "lavap") }
 
 func (r *simRun) writeConfig() {
@@ -768,6 +815,11 @@ func (r *simRun) writeConfig() {
 	if r.cfg.Pin != "" {
 		fmt.Fprintf(&b, "pin: %s\n", r.cfg.Pin)
 	}
+	r.mu.Lock()
+	if r.window {
+		fmt.Fprintf(&b, "upgrade-window: %q\n", r.windowSpec)
+	}
+	r.mu.Unlock()
 	b.WriteString("services:\n")
 	for _, s := range r.cfg.Services {
 		fmt.Fprintf(&b, "  - name: %s\n    args: [rpcprovider, %s.yml, --from, op]\n", s.Name, s.Name)
@@ -830,8 +882,16 @@ func (r *simRun) healthModes(name string) string {
 }
 
 func (r *simRun) writeVersions(body string) {
+	r.mu.Lock()
+	r.versions = body
+	full := body
+	if r.proposal != "" {
+		full += fmt.Sprintf("proposals:\n  - id: 7\n    provider_target: %s\n    consumer_target: %s\n    voting_end_time: %s\n",
+			r.proposal, r.proposal, r.start.Add(time.Minute).UTC().Format(time.RFC3339))
+	}
+	r.mu.Unlock()
 	tmp := filepath.Join(r.h.dir, "versions.yml.tmp")
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(full), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
 	if err := os.Rename(tmp, filepath.Join(r.h.dir, "versions.yml")); err != nil {
@@ -861,6 +921,12 @@ func runSimSequence(t *testing.T, q simSequence, mutant bool) (rec simRecord) {
 		t.Fatal(err)
 	}
 	r.srv = newSimServer(t, r.start)
+	open := time.Now().UTC().Add(3 * time.Hour).Truncate(time.Minute)
+	r.windowSpec = open.Format("15:04") + "-" + open.Add(time.Hour).Format("15:04")
+	if err := os.WriteFile(r.clockFile(), []byte("0s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.env = append(h.env, "LAVAVISOR_TEST_CLOCK_OFFSET_FILE="+r.clockFile())
 	defer func() {
 		rec.Violations = append([]string{}, r.violations...)
 		rec.Wall = time.Since(began).Seconds()
@@ -1112,6 +1178,17 @@ func (r *simRun) step(st simStep) {
 	case "hup-add", "hup-remove", "hup-env", "hup-pin":
 		r.cfg = st.Config.clone()
 		r.reload()
+	case "window-wait":
+		r.mu.Lock()
+		r.window = true
+		r.mu.Unlock()
+		r.reload()
+	case "proposal":
+		r.mu.Lock()
+		r.proposal = st.Arg
+		body := r.versions
+		r.mu.Unlock()
+		r.writeVersions(body)
 	case "health-flap", "end-health-flap":
 		// The service's release starts flapping (its env changes: the
 		// reload restarts it), or stops.
@@ -1339,6 +1416,20 @@ func (r *simRun) clear() {
 		return len(tl) == 0 || time.Since(tl[len(tl)-1].at) > 800*time.Millisecond
 	})
 	r.note("services quiet for 0.8 s: %v", quiet)
+	r.mu.Lock()
+	window, proposal := r.window, r.proposal
+	r.proposal = "" // it ends with the last change
+	r.mu.Unlock()
+	if window {
+		// LavaVisor's clock moves into the window: what waited goes.
+		if err := os.WriteFile(r.clockFile(), []byte(simWindowOpen.String()), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+		r.note("the upgrade window opens (clock offset %s)", simWindowOpen)
+	}
+	if proposal != "" {
+		r.note("proposal for %s ends", proposal)
+	}
 	r.writeVersions(versionsBody(r.q.FinalMin, r.q.FinalTarget))
 	r.min, r.target = r.q.FinalMin, r.q.FinalTarget
 	r.note("faults cleared (link folder %s); chain at %s..%s; pin %q; services %v",

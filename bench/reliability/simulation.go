@@ -37,6 +37,7 @@ var simKinds = []string{
 	"kill-restart", "term-restart",
 	"op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback",
 	"health-unhealthy", "health-flap",
+	"window-wait", "proposal",
 }
 
 var simKindText = map[string]string{
@@ -68,6 +69,8 @@ var simKindText = map[string]string{
 	"op-rollback":      "`lavavisor rollback`: back to the release before, pinned, the other marked bad",
 	"health-unhealthy": "the chain asks for the release whose health check fails (rolled back, marked bad)",
 	"health-flap":      "a service's release flaps healthy/unhealthy for 3–4 s (restart-after restarts it)",
+	"window-wait":      "a reload sets an `upgrade-window` closed on LavaVisor's clock: target-only changes wait, minimums go; the window opens when the faults clear",
+	"proposal":         "a version proposal in voting (file:// source) for 6.2.6, 6.2.7 or the crashing 6.3.0: its release pre-fetched in the background",
 }
 
 var simInvText = map[string]string{
