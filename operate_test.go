@@ -355,3 +355,24 @@ func TestAllHeldServicesMoveOnlyWhenStarted(t *testing.T) {
 		})
 	}
 }
+
+// An operator's restart of a service on probation (here the start-time move's)
+// starts its probation again; it used to leave the probation waiting for
+// good, and the upgrader with it (found by the simulation, seed 322).
+func TestRestartDuringProbationEndsIt(t *testing.T) {
+	h := upgradeHome(t, nil, "min-uptime: 3s\n")
+	h.place("6.2.6")
+	h.versions("6.2.5", "6.2.6")
+	p := h.start("start")
+	p.waitLog("linked; services start on it")
+	p.waitFor("p1 started on 6.2.6", func() bool { return h.lastStartVersion("p1") == "6.2.6" })
+	if code, out := h.ctl("service", "restart", "p1"); code != 0 {
+		t.Fatalf("service restart: exit %d\n%s", code, out)
+	}
+	p.waitLog("its probation starts again")
+	p.waitLog("upgrade done: services stayed up on the release linked at start")
+	// The upgrader is free again: the next change is acted on.
+	h.place("6.2.7")
+	h.versions("6.2.5", "6.2.7")
+	p.waitFor("both on 6.2.7", func() bool { return h.lastStartVersion("p1") == "6.2.7" && h.lastStartVersion("p2") == "6.2.7" })
+}

@@ -269,6 +269,17 @@ func (s *Supervisor) RunningRelease(name string) string {
 	return st.Release
 }
 
+// PID is the pid of service name's running process, 0 for none.
+func (s *Supervisor) PID(name string) int {
+	s.mu.Lock()
+	h, ok := s.svcs[name]
+	s.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return h.svc.Status().PID
+}
+
 // LastLines returns the last n lines service name logged, if it is known.
 func (s *Supervisor) LastLines(name string, n int) []string {
 	s.mu.Lock()

@@ -47,6 +47,8 @@ type Services interface {
 	FirstStart(name string) (supervisor.Started, bool)
 	// RunningRelease is the release tag a service's process runs ("" for none).
 	RunningRelease(name string) string
+	// PID is the pid of a service's running process (0 for none).
+	PID(name string) int
 	// LastLines are a service's last log lines, for the failure report.
 	LastLines(name string, n int) []string
 	// Started is closed once the services have been launched.
@@ -610,10 +612,21 @@ func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Starte
 			healthy, periodOver = st.Health.Healthy(), st.Health.StartPeriodOver()
 		}
 		up := time.NewTimer(st.MinUptime)
+		// The process on probation restarted by someone else (`lavavisor
+		// service restart`) reports no early exit: its probation would
+		// never end and the upgrader would wait for good (found by the
+		// simulation, seed 322). Looked for at this pace; such a restart
+		// starts the probation again, as a reload's does.
+		other := time.NewTicker(250 * time.Millisecond)
 		upDone, isHealthy := false, st.Health == nil
 		replaced := false
 		for !(upDone && isHealthy) && !replaced {
 			select {
+			case <-other.C:
+				if pid := u.Services.PID(name); pid != 0 && st.PID != 0 && pid != st.PID {
+					u.Log.WithFields(logrus.Fields{"service": name, "pid": pid, "was": st.PID}).Info("the service on probation was restarted meanwhile; its probation starts again")
+					replaced = true
+				}
 			case e := <-st.Early:
 				up.Stop()
 				when := "before its min-uptime"
@@ -642,6 +655,7 @@ func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Starte
 			}
 		}
 		up.Stop()
+		other.Stop()
 		if !replaced {
 			return nil, nil
 		}
