@@ -17,6 +17,10 @@ import (
 var (
 	lavavisorBin string
 	fakeBuilds   string // folder holding fake lavap builds by version: <dir>/<version>/lavap
+	// proposalBuilds holds fake builds of the versions the recorded proposals
+	// 11 and 12 carry (chain/testdata/gov: 6.3.0, 6.3.1), kept apart from
+	// fakeBuilds, whose release server must answer 404 for them elsewhere.
+	proposalBuilds string
 )
 
 func TestMain(m *testing.M) {
@@ -47,6 +51,10 @@ func TestMain(m *testing.M) {
 	// number, as real v6.1.1 to v6.2.4 report 6.1.0.
 	build(filepath.Join(fakeBuilds, "6.2.8", "lavap"), "-ldflags", "-X main.version=6.2.8 -X main.noVersion=yes", "./testdata/fakelavap")
 	build(filepath.Join(fakeBuilds, "6.2.9", "lavap"), "-ldflags", "-X main.version=6.1.0", "./testdata/fakelavap")
+	proposalBuilds = filepath.Join(dir, "proposal-fakes")
+	for _, v := range []string{"6.3.0", "6.3.1"} {
+		build(filepath.Join(proposalBuilds, v, "lavap"), "-ldflags", "-X main.version="+v, "./testdata/fakelavap")
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
