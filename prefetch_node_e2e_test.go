@@ -462,7 +462,6 @@ func closedPort(t *testing.T) string {
 // must not be judged rejected and its release pruned, to be downloaded
 // again at once when the next poll sees the versions it set.
 func TestPrefetchVoteEndsBetweenTheTwoReads(t *testing.T) {
-	t.Skip("known bug (issue #15): the proposal is judged rejected, v6.3.1 pruned and downloaded again at the swap")
 	vc := recordedVote(t, "msgset")
 	rs := newReleaseServer(t)
 	asset, err := os.ReadFile(filepath.Join(proposalBuilds, vc.release, "lavap"))
@@ -476,6 +475,7 @@ func TestPrefetchVoteEndsBetweenTheTwoReads(t *testing.T) {
 	cfg, _ := os.ReadFile(filepath.Join(h.root(), "config.yml"))
 	h.config(strings.Replace(string(cfg), fmt.Sprintf("node: file://%s/versions.yml\n", h.dir), "node: "+node.addr+"\n", 1))
 	p := h.start("start")
+	p.waitLog("polling the chain") // the control socket answers from here
 	p.waitFor("status shows it ready", func() bool {
 		ps, ok := proposalStatus(t, h, vc.id)
 		return ok && ps.Prefetch == upgrade.PrefetchReady

@@ -147,6 +147,13 @@ type Prefetcher struct {
 	last     *chain.ProposalsRead
 	releases map[chain.Version]*releaseState
 	ended    []ProposalStatus
+	// leaving: proposals that left the voting period at the last read,
+	// judged at the next one. A poll reads the versions, then the
+	// proposals: the block that ends a vote can land between the two, and
+	// the versions read with the proposal's departure may predate what it
+	// set (it would pass for rejected, its release pruned and downloaded
+	// again at the swap).
+	leaving []ProposalStatus
 }
 
 // NewPrefetcher makes a pre-fetcher with its first settings.
@@ -319,6 +326,11 @@ func (p *Prefetcher) take(r chain.ProposalsRead) {
 			s.delay, s.retryAt = 0, time.Time{}
 		}
 	}
+	// Judged on versions read after the read that saw them leave.
+	for _, s := range p.leaving {
+		p.endProposal(s, r)
+	}
+	p.leaving = p.leaving[:0]
 	still := map[uint64]bool{}
 	for _, pr := range r.Proposals {
 		still[pr.ID] = true
@@ -327,7 +339,7 @@ func (p *Prefetcher) take(r chain.ProposalsRead) {
 		if s.Ended || still[s.ID] {
 			continue
 		}
-		p.endProposal(s, r)
+		p.leaving = append(p.leaving, s)
 	}
 	p.last = &r
 }
