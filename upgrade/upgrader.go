@@ -738,7 +738,11 @@ func (u *Upgrader) rollback(ctx context.Context, j *Journal, from, to chain.Vers
 		// The moved ones, and any other that started on the bad release
 		// meanwhile (added by a reload, restarted by its policy or by
 		// restart-after while `current` named it).
-		if !moved[name] && u.Services.RunningRelease(name) != to.Tag() {
+		// One with no process visible yet counts too: a replacement a
+		// reload launched as the rollback began may be starting on the bad
+		// release (seed 214); a restart of it is answered by a start on
+		// the release put back.
+		if rel := u.Services.RunningRelease(name); !moved[name] && rel != "" && rel != to.Tag() {
 			continue
 		}
 		if _, err := u.Services.Restart(ctx, name, false); err != nil {
