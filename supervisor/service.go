@@ -130,7 +130,9 @@ type Started struct {
 	Release     string
 	Early       <-chan Exit
 	MinUptime   time.Duration
-	// Replaced is closed if a reload replaces or removes the service: its
+	// Replaced is closed when the process is stopped by anything but its
+	// own exit: a reload replaced or removed the service, or another
+	// request (an operator's restart or hold) replaced the process. Its
 	// probation then no longer watches the process it was started for.
 	Replaced <-chan struct{}
 }
@@ -199,6 +201,19 @@ type proc struct {
 	probation bool
 	early     chan Exit
 	health    *health.Monitor // nil without a check
+	// replaced is closed (by supersede) when the supervisor stops the
+	// process for a request or a reload, not for its own exit.
+	replaced chan struct{}
+}
+
+// supersede tells whoever watches p's probation that p was stopped for
+// someone else's reason (Started.Replaced).
+func (p *proc) supersede() {
+	select {
+	case <-p.replaced:
+	default:
+		close(p.replaced)
+	}
 }
 
 func (s *Service) snapshot() Spec {
@@ -353,7 +368,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			s.mu.Lock()
 			m := p.health
 			s.mu.Unlock()
-			reply.started = Started{Health: m, HealthCheck: s.snapshot().Health.Describe(), PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Replaced: replaced}
+			reply.started = Started{Health: m, HealthCheck: s.snapshot().Health.Describe(), PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Replaced: p.replaced}
 		}
 		req.reply <- reply
 	}
@@ -381,6 +396,11 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 		select {
 		case <-ctx.Done():
 			if p != nil {
+				select {
+				case <-replaced: // detach closes it before it cancels ctx
+					p.supersede()
+				default:
+				}
 				s.stop(p)
 			}
 			s.setState("stopped")
@@ -487,6 +507,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 				continue
 			case req.kind == reqHold:
 				if p != nil {
+					p.supersede()
 					s.stop(p)
 					p = nil
 				}
@@ -498,6 +519,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			}
 			held = false
 			if p != nil {
+				p.supersede()
 				s.stop(p)
 				p = nil
 			}
@@ -614,7 +636,7 @@ func (s *Service) start() (*proc, error) {
 		}
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid, release: release, started: time.Now(), exit: exit, readers: []*os.File{outR, errR}}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, release: release, started: time.Now(), exit: exit, readers: []*os.File{outR, errR}, replaced: make(chan struct{})}
 	p.pipes.Add(2)
 	go func() { defer p.pipes.Done(); s.out.Pump("stdout", outR) }()
 	go func() { defer p.pipes.Done(); s.out.Pump("stderr", errR) }()

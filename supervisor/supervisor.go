@@ -269,17 +269,6 @@ func (s *Supervisor) RunningRelease(name string) string {
 	return st.Release
 }
 
-// PID is the pid of service name's running process, 0 for none.
-func (s *Supervisor) PID(name string) int {
-	s.mu.Lock()
-	h, ok := s.svcs[name]
-	s.mu.Unlock()
-	if !ok {
-		return 0
-	}
-	return h.svc.Status().PID
-}
-
 // LastLines returns the last n lines service name logged, if it is known.
 func (s *Supervisor) LastLines(name string, n int) []string {
 	s.mu.Lock()
@@ -310,7 +299,7 @@ func (s *Supervisor) FirstStart(name string) (Started, bool) {
 	st := Started{Early: h.svc.first, MinUptime: h.svc.snapshot().MinUptime, Replaced: h.detached, HealthCheck: h.svc.snapshot().Health.Describe()}
 	h.svc.mu.Lock()
 	if p := h.svc.proc; p != nil {
-		st.Health, st.PID = p.health, p.pid
+		st.Health, st.PID, st.Replaced = p.health, p.pid, p.replaced
 	}
 	h.svc.mu.Unlock()
 	return st, true

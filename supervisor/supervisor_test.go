@@ -422,6 +422,65 @@ func TestRestartWithProbation(t *testing.T) {
 	eventually(t, "second start", func() bool { return h.count("a", "start") == 2 })
 }
 
+// A probation's watcher learns that its process was stopped for someone
+// else's reason (an operator's restart or hold, a reload replacing the
+// service): without that it would wait for an exit that never comes.
+func TestProbationReplacedByOtherRequests(t *testing.T) {
+	h := newHarness(t, testBackoff)
+	a, b := h.spec("a"), h.spec("b")
+	a.MinUptime, b.MinUptime = time.Minute, time.Minute
+	h.run(a, b)
+	eventually(t, "started", func() bool { return h.count("a", "start") == 1 && h.count("b", "start") == 1 })
+	ctx := context.Background()
+	closed := func(st Started) bool {
+		select {
+		case <-st.Replaced:
+			return true
+		default:
+			return false
+		}
+	}
+
+	st, err := h.sup.Restart(ctx, "a", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closed(st) {
+		t.Fatal("Replaced closed for a process nobody replaced")
+	}
+	next, err := h.sup.Restart(ctx, "a", false) // `lavavisor service restart a`
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !closed(st) {
+		t.Error("a restart of the process on probation did not close its Replaced")
+	}
+	if closed(next) {
+		t.Error("the new process's Replaced closed")
+	}
+	if err := h.sup.Hold(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(next) {
+		t.Error("holding the process did not close its Replaced")
+	}
+
+	st, err = h.sup.Restart(ctx, "b", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := b
+	b2.Args = append(append([]string{}, b.Args...), "--extra")
+	if err := h.sup.Apply(ctx, []Spec{a, b2}); err != nil {
+		t.Fatal(err)
+	}
+	select { // closed by the old process's run loop as it stops
+	case <-st.Replaced:
+	case <-time.After(30 * time.Second):
+		t.Error("a reload replacing the service did not close Replaced")
+	}
+}
+
 func TestStdinFeedsSecret(t *testing.T) {
 	h := newHarness(t, testBackoff)
 	sp := h.spec("a", "FAKE_STDIN=1")

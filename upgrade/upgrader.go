@@ -47,8 +47,6 @@ type Services interface {
 	FirstStart(name string) (supervisor.Started, bool)
 	// RunningRelease is the release tag a service's process runs ("" for none).
 	RunningRelease(name string) string
-	// PID is the pid of a service's running process (0 for none).
-	PID(name string) int
 	// LastLines are a service's last log lines, for the failure report.
 	LastLines(name string, n int) []string
 	// Started is closed once the services have been launched.
@@ -603,8 +601,8 @@ func (u *Upgrader) restartOne(ctx context.Context, name string) (*supervisor.Sta
 
 // waitUp waits out name's probation: up for its min-uptime and, with a
 // health check, seen healthy before its start period ends (SPEC §7). A
-// reload that replaces the service meanwhile restarts it on the new release:
-// its probation starts again.
+// reload that replaces the service, or an operator's restart of it, meanwhile
+// restarts it on the new release: its probation starts again.
 func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Started) (*failure, error) {
 	for {
 		var healthy, periodOver <-chan struct{}
@@ -612,21 +610,10 @@ func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Starte
 			healthy, periodOver = st.Health.Healthy(), st.Health.StartPeriodOver()
 		}
 		up := time.NewTimer(st.MinUptime)
-		// The process on probation restarted by someone else (`lavavisor
-		// service restart`) reports no early exit: its probation would
-		// never end and the upgrader would wait for good (found by the
-		// simulation, seed 322). Looked for at this pace; such a restart
-		// starts the probation again, as a reload's does.
-		other := time.NewTicker(250 * time.Millisecond)
 		upDone, isHealthy := false, st.Health == nil
 		replaced := false
 		for !(upDone && isHealthy) && !replaced {
 			select {
-			case <-other.C:
-				if pid := u.Services.PID(name); pid != 0 && st.PID != 0 && pid != st.PID {
-					u.Log.WithFields(logrus.Fields{"service": name, "pid": pid, "was": st.PID}).Info("the service on probation was restarted meanwhile; its probation starts again")
-					replaced = true
-				}
 			case e := <-st.Early:
 				up.Stop()
 				when := "before its min-uptime"
@@ -655,10 +642,10 @@ func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Starte
 			}
 		}
 		up.Stop()
-		other.Stop()
 		if !replaced {
 			return nil, nil
 		}
+		u.Log.WithFields(logrus.Fields{"service": name, "was": st.PID}).Info("the service on probation was restarted or replaced meanwhile; its probation starts again")
 		next, f, err := u.restartOne(ctx, name)
 		if err != nil || f != nil {
 			return f, err
