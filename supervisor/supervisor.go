@@ -289,7 +289,7 @@ func (s *Supervisor) FirstStart(name string) (Started, bool) {
 	held := s.held[name]
 	s.mu.Unlock()
 	if !ok || h.svc.first == nil || held {
-		return Started{}, false // a held service has nothing on probation
+		return Started{}, false // a held service has nothing on probation (held since Upgradable() was read, too)
 	}
 	select {
 	case <-h.svc.started:

@@ -387,9 +387,9 @@ func (u *Upgrader) attempt(ctx context.Context, snap chain.Snapshot) (time.Durat
 		log.WithField("reason", d.Reason).Debug("no upgrade")
 		return 0, nil
 	}
-	if len(u.Services.Upgradable()) == 0 {
-		u.setPending(nil)
-		return 0, errNothingToMove
+	if err := u.somethingToMove(); err != nil {
+		u.setPending(nil) // nothing waits for a window either
+		return 0, err
 	}
 	if wait, err := u.Hold(ctx, d); wait > 0 || err != nil {
 		return wait, err
@@ -425,6 +425,17 @@ func (u *Upgrader) finish(from, to chain.Version, result string) {
 // prove the release on (every one held stopped by the operator or ended).
 var errNothingToMove = errors.New("no lavap service is running to move (held stopped or ended)")
 
+// somethingToMove returns errNothingToMove when no service would prove a new
+// release: a held service started later would run it with no probation
+// (found by the simulation, seed 35). `current` stays; the move happens
+// once one runs.
+func (u *Upgrader) somethingToMove() error {
+	if len(u.Services.Upgradable()) == 0 {
+		return errNothingToMove
+	}
+	return nil
+}
+
 // failure is why a service failed on the new release.
 type failure struct {
 	service string
@@ -438,11 +449,8 @@ type failure struct {
 // candidate that can be had. When a step fails, the steps before it are
 // undone in reverse before it returns.
 func (u *Upgrader) Upgrade(ctx context.Context, from chain.Version, candidates []chain.Version, cv ChainVersions) error {
-	if len(u.Services.Upgradable()) == 0 {
-		// Nothing would prove the new release: a held service started
-		// later would run it with no probation (found by the simulation,
-		// seed 35). `current` stays; the move happens once one runs.
-		return errNothingToMove
+	if err := u.somethingToMove(); err != nil {
+		return err
 	}
 	start := time.Now()
 	j := &Journal{From: from.String(), To: candidates[0].String(), Step: StepFetch, Started: start.UTC()}
