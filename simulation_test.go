@@ -64,13 +64,13 @@ var simKinds = []string{
 	"kill-restart", "term-restart",
 	"op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback",
 	"health-unhealthy", "health-flap",
-	"window-wait", "proposal",
+	"window-wait", "proposal", "logs-dir",
 }
 
 // simDrawnKinds are the kinds genSequence draws at random times: all but the
 // later issues' events, which addLaterEvents places (so that the sequences
 // of a seed stay what they were before those events existed).
-var simDrawnKinds = simKinds[:len(simKinds)-2]
+var simDrawnKinds = simKinds[:len(simKinds)-3]
 
 // notFaults are the ordinary events: every other kind is a fault.
 var notFaults = map[string]bool{"chain-up": true, "chain-down": true, "server-good": true}
@@ -549,14 +549,17 @@ func genSequence(seed uint64) simSequence {
 	}
 }
 
-// addLaterEvents adds the events of issues 15 and 16, drawn from a stream
+// addLaterEvents adds the events of issues 15, 16 and 17, drawn from a stream
 // of their own so that the other events of a seed stay what they were:
 //   - window-wait: an upgrade window that is closed (on LavaVisor's clock)
 //     is set by a reload; a target-only change then waits, a rising minimum
 //     goes at once; clear() moves the clock into the window (SPEC §10);
 //   - proposal: a version proposal in voting appears in the file:// source,
 //     and its release is pre-fetched in the background while the rest goes
-//     on (SPEC §8); clear() ends it.
+//     on (SPEC §8); clear() ends it;
+//   - logs-dir: a reload (`lavavisor reload`) turns on log files (SPEC §9);
+//     from then on every line of every service goes to its file too, which
+//     is checked at each graceful stop of LavaVisor.
 func addLaterEvents(q *simSequence, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed*0x9e3779b97f4a7c15, 0x1516))
 	if rng.IntN(4) == 0 {
@@ -565,6 +568,9 @@ func addLaterEvents(q *simSequence, seed uint64) {
 	if rng.IntN(3) == 0 {
 		v := []string{"6.2.6", "6.2.7", simCrasher}[rng.IntN(3)]
 		q.Steps = append(q.Steps, simStep{At: time.Duration(rng.IntN(2000)) * time.Millisecond, Kind: "proposal", Arg: v})
+	}
+	if rng.IntN(3) == 0 {
+		q.Steps = append(q.Steps, simStep{At: time.Duration(rng.IntN(2500)) * time.Millisecond, Kind: "logs-dir"})
 	}
 	slices.SortStableFunc(q.Steps, func(a, b simStep) int { return cmp.Compare(a.At, b.At) })
 }
@@ -741,6 +747,10 @@ type simRun struct {
 	windowSpec string
 	proposal   string
 	versions   string
+	// Issue 17: the logs-dir set by the logs-dir event, when config.yml got
+	// it, and when a LavaVisor said it applied it (zero: not known).
+	logsDir                  string
+	logsWritten, logsApplied time.Time
 
 	// Health: each service's endpoint, and the services whose release
 	// flaps (a health-flap window open).
@@ -818,6 +828,9 @@ func (r *simRun) writeConfig() {
 	r.mu.Lock()
 	if r.window {
 		fmt.Fprintf(&b, "upgrade-window: %q\n", r.windowSpec)
+	}
+	if r.logsDir != "" {
+		fmt.Fprintf(&b, "logs-dir: %q\n", r.logsDir)
 	}
 	r.mu.Unlock()
 	b.WriteString("services:\n")
@@ -1183,6 +1196,8 @@ func (r *simRun) step(st simStep) {
 		r.window = true
 		r.mu.Unlock()
 		r.reload()
+	case "logs-dir":
+		r.setLogsDir()
 	case "proposal":
 		r.mu.Lock()
 		r.proposal = st.Arg
@@ -1370,6 +1385,7 @@ func (r *simRun) stop(when string) {
 		r.violate("stop: %s: the stop was recorded in state.json as an upgrade %s -> %s with result %q", when, st.Last.From, st.Last.To, st.Last.Result)
 	}
 	tl := r.timelines()
+	r.checkLogFiles(tl, sent)
 	for _, e := range tl {
 		if e.kind == "start" && e.at.After(sent.Add(time.Second)) {
 			r.violate("inv5: %s: %s started (pid %d, %s) %.2fs after SIGTERM", when, e.service, e.pid, e.version, e.at.Sub(sent).Seconds())
@@ -1392,6 +1408,75 @@ func (r *simRun) stop(when string) {
 			return e.pid == c.pid && (e.kind == "signal" || e.kind == "exit") && !e.at.After(sent.Add(time.Second))
 		}) {
 			r.violate("inv5: %s: %s (pid %d) got no stop signal within 1 s of LavaVisor's SIGTERM", when, c.service, c.pid)
+		}
+	}
+}
+
+// setLogsDir turns log files on (SPEC §9) in a folder outside the tmpfs the
+// disk fault fills (a full logs folder is issue 17's own e2e test), through
+// `lavavisor reload`, which answers once the reload is applied: children
+// started after that answer log to their files.
+func (r *simRun) setLogsDir() {
+	r.mu.Lock()
+	r.logsDir = filepath.Join(r.h.dir, "logs")
+	r.mu.Unlock()
+	r.writeConfig()
+	r.mu.Lock()
+	r.logsWritten = time.Now()
+	r.mu.Unlock()
+	r.awaitBegun()
+	r.ops.Add(1)
+	go func() {
+		defer r.ops.Done()
+		code, out := r.ctlUp("reload")
+		r.note("lavavisor reload (logs-dir on): exit %d %q", code, out)
+		if code == 0 {
+			r.mu.Lock()
+			r.logsApplied = time.Now()
+			r.mu.Unlock()
+		}
+	}()
+}
+
+// checkLogFiles checks, at a graceful stop sent at sent, that every fake
+// lavap started while logs-dir was in force in the LavaVisor stopping (it
+// started with it, or answered the reload that set it) has its start line
+// in its service's log file: lines are written through the file's queue
+// and the graceful stop flushes it. A release that never starts (the
+// crasher) writes no such line.
+func (r *simRun) checkLogFiles(tl []simEvent, sent time.Time) {
+	r.mu.Lock()
+	dir, written, applied := r.logsDir, r.logsWritten, r.logsApplied
+	r.mu.Unlock()
+	if dir == "" {
+		return
+	}
+	since := applied
+	if r.started.After(written) {
+		since = r.started // it read config.yml with logs-dir at its start
+	}
+	if since.IsZero() {
+		return
+	}
+	files, found := map[string]string{}, 0
+	defer func() {
+		r.note("logs: %d start lines found in the log files since %.3fs", found, since.Sub(r.start).Seconds())
+	}()
+	for _, e := range tl {
+		if e.kind != "start" || !slices.Contains(simGood, e.version) || !e.at.After(since) || !e.at.Before(sent.Add(-100*time.Millisecond)) {
+			continue
+		}
+		if _, ok := files[e.service]; !ok {
+			b, err := os.ReadFile(filepath.Join(dir, e.service+".log"))
+			if err != nil {
+				r.violate("logs: %s started (pid %d, %s) with logs-dir in force, but its log file: %v", e.service, e.pid, e.version, err)
+			}
+			files[e.service] = string(b)
+		}
+		if strings.Contains(files[e.service], fmt.Sprintf("fake lavap %s started pid=%d ", e.version, e.pid)) {
+			found++
+		} else {
+			r.violate("logs: %s (pid %d, %s) started %.2fs after logs-dir was in force; its start line is not in %s.log", e.service, e.pid, e.version, e.at.Sub(since).Seconds(), e.service)
 		}
 	}
 }
