@@ -169,6 +169,8 @@ type proc struct {
 	out  *lockedBuffer
 	done chan struct{}
 	code int
+	// ended is when it exited: read only after done is closed.
+	ended time.Time
 }
 
 type lockedBuffer struct {
@@ -222,6 +224,7 @@ func launch(t *testing.T, cmd *exec.Cmd) *proc {
 		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			p.code = 128 + int(ws.Signal())
 		}
+		p.ended = time.Now()
 		close(p.done)
 	}()
 	t.Cleanup(func() {

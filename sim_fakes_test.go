@@ -34,14 +34,19 @@ const (
 
 // simCrasher is the release that crashes at start: a script that records its
 // start in the service's timeline (FAKE_TIMELINE, as the fake lavap does) and
-// exits 1 soon after, as a lavap that cannot load its config.
+// exits 1 soon after (or once FAKE_CRASH_GATE exists), as a lavap that
+// cannot load its config.
 const simCrasher = "6.3.0"
 
 func crasherScript(version string) []byte {
 	return []byte("#!/bin/sh\n[ \"$1\" = version ] && { echo " + version + "; exit 0; }\n" +
 		"[ -n \"$FAKE_TIMELINE\" ] && echo \"$(date +%s%N) start $$ " + version + "\" >> \"$FAKE_TIMELINE\"\n" +
 		"[ -n \"$FAKE_RECORD\" ] && echo \"start $$ " + version + " crasher\" >> \"$FAKE_RECORD\"\n" +
-		"sleep 0.05\necho 'FTL could not load config file' >&2\n" +
+		// With FAKE_CRASH_GATE, it lives until that file exists (for 250 ms
+		// at most): the simulation fills the disk, then opens the gate, so
+		// that the rollback meets the full disk.
+		"if [ -n \"$FAKE_CRASH_GATE\" ]; then i=0; while [ ! -e \"$FAKE_CRASH_GATE\" ] && [ $i -lt 25 ]; do sleep 0.01; i=$((i+1)); done; else sleep 0.05; fi\n" +
+		"echo 'FTL could not load config file' >&2\n" +
 		"[ -n \"$FAKE_TIMELINE\" ] && echo \"$(date +%s%N) exit $$ " + version + "\" >> \"$FAKE_TIMELINE\"\nexit 1\n")
 }
 

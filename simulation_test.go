@@ -265,9 +265,11 @@ func genSequence(seed uint64) simSequence {
 			min, target = pickMin(t), t
 			if t == simCrasher && rng.IntN(3) == 0 {
 				// The disk fills while the crashing release is on probation:
-				// its rollback cannot be journaled.
-				d := ms(150, 500)
-				extra = append(extra, simStep{At: at + d, Kind: "enospc", Arg: "during the rollback", Until: at + d + ms(500, 1500)})
+				// its rollback cannot be journaled, and must put the
+				// services back all the same, while the disk is still full
+				// (SPEC §6.8 point 4; checkRollbackWhileFull).
+				d := ms(100, 350)
+				extra = append(extra, simStep{At: at + d, Kind: "enospc", Arg: "during the rollback", Until: at + d + simRollbackBound(cfg) + ms(500, 1500)})
 			}
 			return simStep{At: at, Kind: kind, Arg: min + ".." + target, Raw: versionsBody(min, target)}
 		}
@@ -281,6 +283,12 @@ func genSequence(seed uint64) simSequence {
 			steps = append(steps, simStep{Kind: "health-unhealthy", Arg: min + ".." + target, Raw: versionsBody(min, target)})
 		case rng.IntN(5) != 0:
 			steps = append(steps, chain(0, "chain-up", true))
+			if cfg.Rolling && cfg.has("e1") && rng.IntN(3) == 0 {
+				// e1 ends for good during the rolling restart, before its
+				// turn (it comes last): the upgrader's restart of it must be
+				// answered at once, not wait (issue 10, point 2).
+				steps = append(steps, simStep{At: ms(300, 1500), Kind: "svc-end", Arg: "e1"})
+			}
 		}
 		n := 4 + rng.IntN(4)
 		times := make([]time.Duration, n)
@@ -619,6 +627,10 @@ type simRecord struct {
 	Converge   float64        `json:"converge_s"`
 	Wall       float64        `json:"wall_s"`
 	Disk       string         `json:"disk"` // tmpfs, or why not
+	// Checks counts the checks of a condition that only some sequences
+	// reach: "logs" start lines looked for in log files, "rollback-full"
+	// rollbacks on a full disk.
+	Checks map[string]int `json:"checks,omitempty"`
 }
 
 // simSummary is the SIMSUMMARY line.
@@ -632,6 +644,7 @@ type simSummary struct {
 	Wall       float64        `json:"wall_s"`
 	Mutant     string         `json:"mutant,omitempty"`
 	Ran        int            `json:"ran"` // sequences run (a caught mutant skips the rest)
+	Checks     map[string]int `json:"checks"`
 }
 
 func TestSimulationComposedFaults(t *testing.T) {
@@ -656,7 +669,7 @@ func TestSimulationComposedFaults(t *testing.T) {
 	}
 	t.Logf("seeds %d to %d: LAVAVISOR_SIM_SEED=%d LAVAVISOR_SIM_SEQUENCES=%d replays them", seed, seed+uint64(n)-1, seed, n)
 	var mu sync.Mutex
-	sum := simSummary{Seed: seed, Sequences: n, Kinds: map[string]int{}, Violations: map[string]int{}}
+	sum := simSummary{Seed: seed, Sequences: n, Kinds: map[string]int{}, Violations: map[string]int{}, Checks: map[string]int{}}
 	mut := os.Getenv("LAVAVISOR_MUTANT")
 	if mut != "" {
 		sum.Mutant = mut
@@ -681,6 +694,9 @@ func TestSimulationComposedFaults(t *testing.T) {
 				sum.Ran++
 				for k, v := range rec.Kinds {
 					sum.Kinds[k] += v
+				}
+				for k, v := range rec.Checks {
+					sum.Checks[k] += v
 				}
 				seen := map[string]bool{}
 				for _, v := range rec.Violations {
@@ -752,6 +768,12 @@ type simRun struct {
 	logsDir                  string
 	logsWritten, logsApplied time.Time
 
+	// For checkRollbackWhileFull: when the disk was full (an open span
+	// ends at the zero time), and every LavaVisor started.
+	fullSpans [][2]time.Time
+	instances []simInstance
+	checks    map[string]int // simRecord.Checks
+
 	// Health: each service's endpoint, and the services whose release
 	// flaps (a health-flap window open).
 	ports     map[string]string
@@ -766,6 +788,12 @@ type simRun struct {
 	full  atomic.Bool  // diskFull, for the commands' goroutines
 	fills atomic.Int64 // how many times the disk was filled
 	freed time.Time    // when the disk was last freed
+}
+
+// simInstance is one LavaVisor of a sequence and when it started.
+type simInstance struct {
+	p    *proc
+	from time.Time
 }
 
 // simOps is what the accepted commands leave in force. A command whose
@@ -793,6 +821,16 @@ func (r *simRun) note(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.trace = append(r.trace, fmt.Sprintf("%7.3fs ", time.Since(r.start).Seconds())+fmt.Sprintf(format, args...))
+}
+
+// count adds n checks of a kind to the sequence's record.
+func (r *simRun) count(kind string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checks == nil {
+		r.checks = map[string]int{}
+	}
+	r.checks[kind] += n
 }
 
 func (r *simRun) violate(format string, args ...any) {
@@ -840,6 +878,9 @@ func (r *simRun) writeConfig() {
 		if s.Ignore {
 			b.WriteString(", FAKE_IGNORE: \"1\"")
 		}
+		if r.gated() {
+			fmt.Fprintf(&b, ", FAKE_CRASH_GATE: %q", r.crashGate())
+		}
 		if r.cfg.Health {
 			fmt.Fprintf(&b, ", FAKE_HEALTH_ADDR: %q, FAKE_HEALTH: %q", r.port(s.Name), r.healthModes(s.Name))
 		}
@@ -867,6 +908,14 @@ func (r *simRun) writeConfig() {
 		t.Fatal(err)
 	}
 }
+
+// gated: the sequence fills the disk while the crashing release is on
+// probation; that release waits for the fill (crashGate) before it exits.
+func (r *simRun) gated() bool {
+	return slices.ContainsFunc(r.q.Steps, func(st simStep) bool { return st.Kind == "enospc" && st.Arg == "during the rollback" })
+}
+
+func (r *simRun) crashGate() string { return filepath.Join(r.h.dir, "crash-gate") }
 
 func (r *simRun) timeline(name string) string { return filepath.Join(r.h.dir, name+".tl") }
 
@@ -943,6 +992,9 @@ func runSimSequence(t *testing.T, q simSequence, mutant bool) (rec simRecord) {
 	defer func() {
 		rec.Violations = append([]string{}, r.violations...)
 		rec.Wall = time.Since(began).Seconds()
+		r.mu.Lock()
+		rec.Checks = maps.Clone(r.checks)
+		r.mu.Unlock()
 		if len(r.violations) > 0 || os.Getenv("LAVAVISOR_SIM_TRACE") != "" {
 			r.report()
 		}
@@ -1017,6 +1069,7 @@ func runSimSequence(t *testing.T, q simSequence, mutant bool) (rec simRecord) {
 		r.note("converged in %.2fs", rec.Converge)
 		r.checkQuietState()
 	}
+	r.checkRollbackWhileFull()
 	r.stop("final stop")
 	return rec
 }
@@ -1136,6 +1189,7 @@ func (r *simRun) startLavavisor() {
 	r.p = r.h.start("start")
 	r.cur.Store(r.p)
 	r.started = time.Now()
+	r.instances = append(r.instances, simInstance{r.p, r.started})
 	r.note("lavavisor started, pid %d", r.p.cmd.Process.Pid)
 }
 
@@ -1251,8 +1305,15 @@ func (r *simRun) step(st simStep) {
 			r.note("  disk not filled: %v", err)
 			return
 		}
+		if !r.diskFull {
+			r.fullSpans = append(r.fullSpans, [2]time.Time{time.Now()})
+		}
 		r.diskFull = true
 		r.full.Store(true)
+		if st.Arg == "during the rollback" {
+			// The crashing release on probation exits now, the disk full.
+			os.WriteFile(r.crashGate(), nil, 0o644)
+		}
 	case "end-enospc":
 		if r.fullWindows--; r.fullWindows == 0 {
 			r.freeDisk()
@@ -1319,6 +1380,7 @@ func (r *simRun) freeDisk() {
 		r.opMu.Lock()
 		r.freed = time.Now()
 		r.opMu.Unlock()
+		r.fullSpans[len(r.fullSpans)-1][1] = time.Now()
 	}
 	r.diskFull = false
 	r.full.Store(false)
@@ -1412,6 +1474,81 @@ func (r *simRun) stop(when string) {
 	}
 }
 
+// simRollbackBound is how soon after a release crashed on probation the
+// rollback must have started the service again on a good release, the disk
+// full or not: the poll interval, a stop of a service that ignores its stop
+// signal (stop-timeout, then SIGKILL), and a start, with room for a loaded
+// machine.
+func simRollbackBound(cfg simConfig) time.Duration {
+	d := 2500 * time.Millisecond
+	var stop time.Duration
+	for _, s := range cfg.Services {
+		if s.Ignore {
+			stop = max(stop, s.StopTimeout)
+		}
+	}
+	return d + stop
+}
+
+// checkRollbackWhileFull checks SPEC §6.8 point 4 from outside: when a
+// release crashes on probation while the disk is full (state.json cannot be
+// written), the rollback still puts the service back on a good release at
+// once, not when the disk is freed. Checked where nothing else acts on the
+// service meanwhile: the same LavaVisor runs, the disk stays full, and the
+// service is neither removed nor held.
+func (r *simRun) checkRollbackWhileFull() {
+	cfg := r.q.Config
+	bound := simRollbackBound(cfg)
+	tl := r.timelines()
+	// What may rightly leave the service without a start: removed by a
+	// reload, or held by the operator (any `service stop` of it before the
+	// end, as a queued one may be taken late). Other events (chain changes,
+	// reloads, operator's moves) may come: the rollback goes first.
+	leftAlone := func(name string, to time.Time) bool {
+		for _, st := range r.q.Steps {
+			if r.start.Add(st.At).After(to) {
+				continue
+			}
+			if (st.Kind == "hup-remove" || st.Kind == "op-stop") && simOpName(st) == name {
+				return false
+			}
+		}
+		return true
+	}
+	checked := 0
+	defer func() {
+		if checked > 0 {
+			r.note("rollbacks on a full disk checked: %d", checked)
+			r.count("rollback-full", checked)
+		}
+	}()
+	for _, e := range tl {
+		if e.kind != "exit" || e.version != simCrasher || !slices.ContainsFunc(cfg.Services, func(s simSvc) bool { return s.Name == e.service && s.Restart == "" }) {
+			continue
+		}
+		end := e.at.Add(bound)
+		if time.Now().Before(end) || !leftAlone(e.service, end) {
+			continue
+		}
+		if !slices.ContainsFunc(r.fullSpans, func(sp [2]time.Time) bool {
+			return sp[0].Before(e.at) && (sp[1].IsZero() || sp[1].After(end))
+		}) {
+			continue
+		}
+		if !slices.ContainsFunc(r.instances, func(in simInstance) bool {
+			return in.from.Before(e.at.Add(-200*time.Millisecond)) && (!exited(in.p) || in.p.ended.After(end))
+		}) {
+			continue
+		}
+		checked++
+		if !slices.ContainsFunc(tl, func(b simEvent) bool {
+			return b.service == e.service && b.kind == "start" && slices.Contains(simGood, b.version) && b.at.After(e.at) && !b.at.After(end)
+		}) {
+			r.violate("inv4: %s crashed on %s at %.2fs on probation, the disk full: not back on a good release within %s (the rollback waited for the disk?)", e.service, simCrasher, e.at.Sub(r.start).Seconds(), bound)
+		}
+	}
+}
+
 // setLogsDir turns log files on (SPEC §9) in a folder outside the tmpfs the
 // disk fault fills (a full logs folder is issue 17's own e2e test), through
 // `lavavisor reload`, which answers once the reload is applied: children
@@ -1461,6 +1598,7 @@ func (r *simRun) checkLogFiles(tl []simEvent, sent time.Time) {
 	files, found := map[string]string{}, 0
 	defer func() {
 		r.note("logs: %d start lines found in the log files since %.3fs", found, since.Sub(r.start).Seconds())
+		r.count("logs", found)
 	}()
 	for _, e := range tl {
 		if e.kind != "start" || !slices.Contains(simGood, e.version) || !e.at.After(since) || !e.at.Before(sent.Add(-100*time.Millisecond)) {

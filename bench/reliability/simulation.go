@@ -37,7 +37,7 @@ var simKinds = []string{
 	"kill-restart", "term-restart",
 	"op-stop", "op-start", "op-restart", "op-upgrade", "op-to", "op-follow", "op-rollback",
 	"health-unhealthy", "health-flap",
-	"window-wait", "proposal",
+	"window-wait", "proposal", "logs-dir",
 }
 
 var simKindText = map[string]string{
@@ -71,13 +71,14 @@ var simKindText = map[string]string{
 	"health-flap":      "a service's release flaps healthy/unhealthy for 3–4 s (restart-after restarts it)",
 	"window-wait":      "a reload sets an `upgrade-window` closed on LavaVisor's clock: target-only changes wait, minimums go; the window opens when the faults clear",
 	"proposal":         "a version proposal in voting (file:// source) for 6.2.6, 6.2.7 or the crashing 6.3.0: its release pre-fetched in the background",
+	"logs-dir":         "`lavavisor reload` turns on `logs-dir`: each graceful stop checks that every fake lavap started since has its start line in its log file",
 }
 
 var simInvText = map[string]string{
 	"inv1":   "§6.8.1 every service its restart policy keeps alive has one live process (children of LavaVisor in /proc)",
 	"inv2":   "§6.8.2 every service runs the one complete, verified release that `current` names (/proc/<pid>/exe, readlink, manifest sha256)",
 	"inv3":   "§6.8.3 the upgrader is not stuck: the last chain change (or pin) is acted on",
-	"inv4":   "§6.8.4 a failed step undoes itself; the system-path link follows `current` once its folder is back",
+	"inv4":   "§6.8.4 a failed step undoes itself (a rollback on a full disk puts the services back while the disk is still full); the system-path link follows `current` once its folder is back",
 	"inv5":   "§6.8.5 a stop signal is a graceful stop: exit 0, no temporary file, no service left or started during the shutdown",
 	"dup":    "§5 one process per service: no service runs twice at once (sampled every 50 ms during the sequence)",
 	"exit":   "LavaVisor ended by itself (a signal it did not handle yet, or an exit nobody asked for)",
@@ -89,6 +90,7 @@ var simInvText = map[string]string{
 	"pin":    "issue 13: the final `upgrade --follow --wait` was taken",
 	"op":     "issue 13: an operator's command answered as it should",
 	"health": "issue 14: a release whose health check fails is marked bad for it; a flapping service with restart-after is restarted",
+	"logs":   "issue 17: with `logs-dir` in force, every service line reaches its log file (start lines checked at each graceful stop)",
 }
 
 type simRecord struct {
