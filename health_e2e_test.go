@@ -229,6 +229,62 @@ func TestServiceRestartWaitHealthy(t *testing.T) {
 	}
 }
 
+// `--wait-healthy` waits for a process that may never be healthy: one that
+// ends by itself in its start period, or is replaced by another command,
+// answers at once instead of waiting for a start period that no longer ends.
+func TestWaitHealthyProcessGone(t *testing.T) {
+	h, base := healthHome(t)
+	b1, _ := h.healthService("p1", "*=fail", "start-period: 1m")
+	addr := freeAddr(t)
+	check := fmt.Sprintf("health:\n  http: http://%s/health\n  start-interval: 100ms\n  start-period: 1m\n", addr)
+	b2 := h.service("p2", check, "FAKE_HEALTH_ADDR="+addr, "FAKE_HEALTH=*=fail", "FAKE_EXIT=3", "FAKE_DELAY=300ms")
+	h.config(base + b1 + b2)
+	p := h.start("start")
+	p.waitLog("service started")
+	bounded := func(args ...string) (int, string) {
+		t.Helper()
+		c := startLavavisor(t, append([]string{"--directory", h.dir}, args...)...)
+		select {
+		case <-c.done:
+			return c.code, c.out.String()
+		case <-time.After(30 * time.Second): // the start period is 1 min
+			c.cmd.Process.Kill()
+			<-c.done
+			return -1, "no answer in 30 s: " + c.out.String()
+		}
+	}
+	code, out := bounded("service", "restart", "--wait-healthy", "p2")
+	if code != 1 || !strings.Contains(out, "ended or was replaced before it was healthy") {
+		t.Errorf("restart --wait-healthy of a service that exits: exit %d\n%s", code, out)
+	}
+
+	type answer struct {
+		code int
+		out  string
+	}
+	first := make(chan answer, 1)
+	go func() {
+		c, o := bounded("service", "restart", "--wait-healthy", "p1")
+		first <- answer{c, o}
+	}()
+	p.waitFor("p1 restarted by the first command", func() bool {
+		n := 0
+		for _, l := range strings.Split(p.out.String(), "\n") {
+			if strings.Contains(l, "service started") && strings.Contains(l, "service=p1") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	if code, out := h.ctl("service", "restart", "p1"); code != 0 {
+		t.Fatalf("second restart: exit %d\n%s", code, out)
+	}
+	a := <-first
+	if a.code != 1 || !strings.Contains(a.out, "ended or was replaced before it was healthy") {
+		t.Errorf("restart --wait-healthy of a process another restart replaced: exit %d\n%s", a.code, a.out)
+	}
+}
+
 // Exec checks go through the one reaper: as PID 1, with exec checks every
 // 100 ms, the services' own exit codes stay right and no check is left a
 // zombie.

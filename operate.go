@@ -182,6 +182,10 @@ func waitHealthy(ctx context.Context, req control.Request, st supervisor.Started
 		return fmt.Errorf("pid %d started but was not healthy within its start period (health: %s)", st.PID, st.Health.Status().LastError)
 	case <-st.Early:
 		return fmt.Errorf("pid %d exited before it was healthy", st.PID)
+	case <-st.Gone:
+		// Ended by itself, or stopped by another command or a reload: its
+		// health checks stopped with it and its start period never ends.
+		return fmt.Errorf("pid %d ended or was replaced before it was healthy", st.PID)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

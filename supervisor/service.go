@@ -130,11 +130,12 @@ type Started struct {
 	Release     string
 	Early       <-chan Exit
 	MinUptime   time.Duration
-	// Replaced is closed when the process is stopped by anything but its
-	// own exit: a reload replaced or removed the service, or another
-	// request (an operator's restart or hold) replaced the process. Its
-	// probation then no longer watches the process it was started for.
-	Replaced <-chan struct{}
+	// Gone is closed when the process is gone for any reason but an exit
+	// reported on Early: stopped for another request (an operator's restart
+	// or hold), replaced or removed by a reload, or, off probation, ended
+	// by itself. Whoever waits on the process (its probation, `service
+	// restart --wait-healthy`) then stops waiting for it.
+	Gone <-chan struct{}
 }
 
 // Kinds of request to a service's run loop besides a restart.
@@ -201,18 +202,16 @@ type proc struct {
 	probation bool
 	early     chan Exit
 	health    *health.Monitor // nil without a check
-	// replaced is closed (by supersede) when the supervisor stops the
-	// process for a request or a reload, not for its own exit.
-	replaced chan struct{}
+	// gone is Started.Gone, closed by markGone.
+	gone chan struct{}
 }
 
-// supersede tells whoever watches p's probation that p was stopped for
-// someone else's reason (Started.Replaced).
-func (p *proc) supersede() {
+// markGone tells whoever waits on p that it is gone (Started.Gone).
+func (p *proc) markGone() {
 	select {
-	case <-p.replaced:
+	case <-p.gone:
 	default:
-		close(p.replaced)
+		close(p.gone)
 	}
 }
 
@@ -368,7 +367,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			s.mu.Lock()
 			m := p.health
 			s.mu.Unlock()
-			reply.started = Started{Health: m, HealthCheck: s.snapshot().Health.Describe(), PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Replaced: p.replaced}
+			reply.started = Started{Health: m, HealthCheck: s.snapshot().Health.Describe(), PID: p.pid, Release: p.release, Early: p.early, MinUptime: s.snapshot().MinUptime, Gone: p.gone}
 		}
 		req.reply <- reply
 	}
@@ -398,7 +397,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			if p != nil {
 				select {
 				case <-replaced: // detach closes it before it cancels ctx
-					p.supersede()
+					p.markGone() // not at shutdown: waiters see ctx end
 				default:
 				}
 				s.stop(p)
@@ -432,6 +431,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 				s.setState("failed")
 				continue
 			}
+			p.markGone()
 			p = nil
 			if !s.restartable(&e) {
 				log.WithField("exit", e.String()).Info("service ended; restart policy says not to restart it")
@@ -481,6 +481,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 				continue
 			}
 			s.log.WithFields(logrus.Fields{"pid": p.pid, "restart_after": after.String(), "reason": m.Status().LastError}).Warn("service unhealthy for restart-after; restarting it")
+			p.markGone()
 			s.stop(p)
 			p = nil
 			timer = s.wait(&delay)
@@ -507,7 +508,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 				continue
 			case req.kind == reqHold:
 				if p != nil {
-					p.supersede()
+					p.markGone()
 					s.stop(p)
 					p = nil
 				}
@@ -519,7 +520,7 @@ func (s *Service) run(ctx context.Context, first *restartRequest, replaced <-cha
 			}
 			held = false
 			if p != nil {
-				p.supersede()
+				p.markGone()
 				s.stop(p)
 				p = nil
 			}
@@ -636,7 +637,7 @@ func (s *Service) start() (*proc, error) {
 		}
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid, release: release, started: time.Now(), exit: exit, readers: []*os.File{outR, errR}, replaced: make(chan struct{})}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, release: release, started: time.Now(), exit: exit, readers: []*os.File{outR, errR}, gone: make(chan struct{})}
 	p.pipes.Add(2)
 	go func() { defer p.pipes.Done(); s.out.Pump("stdout", outR) }()
 	go func() { defer p.pipes.Done(); s.out.Pump("stderr", errR) }()

@@ -296,10 +296,10 @@ func (s *Supervisor) FirstStart(name string) (Started, bool) {
 	case <-h.stopped:
 		return Started{}, false
 	}
-	st := Started{Early: h.svc.first, MinUptime: h.svc.snapshot().MinUptime, Replaced: h.detached, HealthCheck: h.svc.snapshot().Health.Describe()}
+	st := Started{Early: h.svc.first, MinUptime: h.svc.snapshot().MinUptime, Gone: h.detached, HealthCheck: h.svc.snapshot().Health.Describe()}
 	h.svc.mu.Lock()
 	if p := h.svc.proc; p != nil {
-		st.Health, st.PID, st.Replaced = p.health, p.pid, p.replaced
+		st.Health, st.PID, st.Gone = p.health, p.pid, p.gone
 	}
 	h.svc.mu.Unlock()
 	return st, true

@@ -408,6 +408,11 @@ func TestRestartWithProbation(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no early exit")
 	}
+	select {
+	case <-st.Gone:
+		t.Error("an early exit on probation also closed Gone: a probation could take it for a replacement")
+	default:
+	}
 	if h.count("a", "signal") != 1 {
 		t.Error("old process did not get its stop signal")
 	}
@@ -425,7 +430,7 @@ func TestRestartWithProbation(t *testing.T) {
 // A probation's watcher learns that its process was stopped for someone
 // else's reason (an operator's restart or hold, a reload replacing the
 // service): without that it would wait for an exit that never comes.
-func TestProbationReplacedByOtherRequests(t *testing.T) {
+func TestProbationGoneByOtherRequests(t *testing.T) {
 	h := newHarness(t, testBackoff)
 	a, b := h.spec("a"), h.spec("b")
 	a.MinUptime, b.MinUptime = time.Minute, time.Minute
@@ -434,7 +439,7 @@ func TestProbationReplacedByOtherRequests(t *testing.T) {
 	ctx := context.Background()
 	closed := func(st Started) bool {
 		select {
-		case <-st.Replaced:
+		case <-st.Gone:
 			return true
 		default:
 			return false
@@ -475,7 +480,7 @@ func TestProbationReplacedByOtherRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	select { // closed by the old process's run loop as it stops
-	case <-st.Replaced:
+	case <-st.Gone:
 	case <-time.After(30 * time.Second):
 		t.Error("a reload replacing the service did not close Replaced")
 	}

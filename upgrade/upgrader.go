@@ -642,7 +642,7 @@ func (u *Upgrader) waitUp(ctx context.Context, name string, st supervisor.Starte
 					up.Stop()
 					return &failure{service: name, reason: fmt.Sprintf("service %s was not healthy within its start period (%s)", name, healthReason(st))}, nil
 				}
-			case <-st.Replaced:
+			case <-st.Gone:
 				replaced = true
 			case <-ctx.Done():
 				up.Stop()
