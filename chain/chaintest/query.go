@@ -70,8 +70,8 @@ func decodeProposalsRequest(b []byte) (status uint64, key []byte, err error) {
 // fields reads the varint and length-delimited fields of a protobuf message
 // by number, the last of a number winning as in proto3; other fields are
 // skipped.
-func fields(b []byte) (varints map[protowire.Number]uint64, bytes map[protowire.Number][]byte, err error) {
-	varints, bytes = map[protowire.Number]uint64{}, map[protowire.Number][]byte{}
+func fields(b []byte) (varints map[protowire.Number]uint64, delimited map[protowire.Number][]byte, err error) {
+	varints, delimited = map[protowire.Number]uint64{}, map[protowire.Number][]byte{}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -86,7 +86,7 @@ func fields(b []byte) (varints map[protowire.Number]uint64, bytes map[protowire.
 		case protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
-			bytes[num] = v
+			delimited[num] = v
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
@@ -95,5 +95,5 @@ func fields(b []byte) (varints map[protowire.Number]uint64, bytes map[protowire.
 		}
 		b = b[n:]
 	}
-	return varints, bytes, nil
+	return varints, delimited, nil
 }
