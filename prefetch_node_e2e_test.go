@@ -3,38 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 
-	"github.com/cometbft/cometbft/proto/tendermint/p2p"
-	"github.com/cosmos/cosmos-sdk/client/grpc/cmtservice"
-	"github.com/cosmos/cosmos-sdk/codec"
-	codectypes "github.com/cosmos/cosmos-sdk/codec/types"
-	grpctypes "github.com/cosmos/cosmos-sdk/types/grpc"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
 	"github.com/lavavisor/lavavisor/chain"
+	"github.com/lavavisor/lavavisor/chain/chaintest"
 	"github.com/lavavisor/lavavisor/upgrade"
 )
 
 // Pre-fetch ahead of the vote (SPEC §8) with a real LavaVisor polling a fake
-// node, over CometBFT RPC and over gRPC, fed the bytes recorded from a real
+// node (chain/chaintest), over CometBFT RPC and over gRPC, fed the bytes recorded from a real
 // Lava node (chain/testdata, chain/testdata/gov): the protocol params, and the
 // gov v1 Proposals answers in voting period for both forms of a version
 // proposal — 11: legacy ParameterChangeProposal 6.3.0 / 5.5.1, 12:
@@ -44,34 +28,8 @@ import (
 // them: the params after the vote are the recorded params decoded with the
 // versions the recorded proposal carries (decoded too) and encoded again.
 
-const (
-	recordedParams = "chain/testdata/abci_query_protocol_params.json"
-	paramsPath     = "/lavanet.lava.protocol.Query/Params"
-	proposalsPath  = "/cosmos.gov.v1.Query/Proposals"
-)
-
-// recordedResult is the "result" of a recorded JSON-RPC answer, and the
-// response value when it is an abci_query.
-func recordedResult(t *testing.T, name string) (result json.RawMessage, value []byte) {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env struct {
-		Result json.RawMessage `json:"result"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	var abci struct {
-		Response struct {
-			Value []byte `json:"value"`
-		} `json:"response"`
-	}
-	json.Unmarshal(env.Result, &abci)
-	return env.Result, abci.Response.Value
-}
+// chainRecordings holds the answers recorded from a real Lava node.
+const chainRecordings = "chain/testdata"
 
 // nodeState is what the fake node answers: protobuf values, as a node's
 // Params and Proposals queries encode them.
@@ -80,31 +38,50 @@ type nodeState struct {
 	height            int64
 }
 
-// govNode is a fake Lava node on 127.0.0.1, over CometBFT RPC (JSON-RPC
-// POST, as the CometBFT client sends it) or gRPC. A new state is applied at
-// the start of the next poll (status, or GetSyncing over gRPC), so that the
-// params and the proposals of one poll come from the same block, as a node
-// answers them.
+// apply makes the node answer st.
+func (st nodeState) apply(s *chaintest.State) {
+	s.Params, s.Proposals, s.Height = st.params, [][]byte{st.proposals}, st.height
+}
+
+// govNode is a fake Lava node on 127.0.0.1, over CometBFT RPC or gRPC. A new
+// state is applied at the start of the next poll (status, or GetSyncing over
+// gRPC), so that the params and the proposals of one poll come from the same
+// block, as a node answers them.
 type govNode struct {
-	t    *testing.T
+	*chaintest.Node
 	addr string // http://127.0.0.1:port or 127.0.0.1:port (gRPC)
 
 	mu             sync.Mutex
-	cur            nodeState
-	next           *nodeState
+	next           *nodeState // applied as the next poll starts
 	midPoll        *nodeState // applied at the next proposals read instead
 	proposalsReads int
-	paramsEnv      json.RawMessage // recorded envelopes the values are put in
-	proposalsEnv   json.RawMessage
-	statusEnv      json.RawMessage
 }
 
 func newGovNode(t *testing.T, st nodeState) *govNode {
-	n := &govNode{t: t, cur: st}
-	n.paramsEnv, _ = recordedResult(t, recordedParams)
-	n.proposalsEnv, _ = recordedResult(t, "chain/testdata/gov/abci_query_gov_v1_proposals_voting_msgset.json")
-	n.statusEnv, _ = recordedResult(t, "chain/testdata/cometbft_status.json")
+	n := &govNode{Node: chaintest.New(t, chainRecordings)}
+	n.Set(st.apply)
+	n.OnRequest(n.request)
 	return n
+}
+
+// request applies a pending state where it lands: as a poll starts, or
+// at the proposals read.
+func (n *govNode) request(_ context.Context, method string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch method {
+	case chaintest.MethodStatus, chaintest.MethodGetSyncing:
+		if n.next != nil {
+			n.Set(n.next.apply)
+			n.next = nil
+		}
+	case chaintest.MethodProposals:
+		n.proposalsReads++
+		if n.midPoll != nil {
+			n.Set(n.midPoll.apply)
+			n.midPoll = nil
+		}
+	}
 }
 
 // switchTo makes the next poll see st.
@@ -112,22 +89,6 @@ func (n *govNode) switchTo(st nodeState) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.next = &st
-}
-
-// newPoll applies a pending state and returns the current one.
-func (n *govNode) newPoll() nodeState {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.next != nil {
-		n.cur, n.next = *n.next, nil
-	}
-	return n.cur
-}
-
-func (n *govNode) state() nodeState {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cur
 }
 
 // switchMidPoll makes st the answer from the next proposals read on: the
@@ -139,16 +100,6 @@ func (n *govNode) switchMidPoll(st nodeState) {
 	n.midPoll = &st
 }
 
-func (n *govNode) readProposals() nodeState {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.proposalsReads++
-	if n.midPoll != nil {
-		n.cur, n.midPoll = *n.midPoll, nil
-	}
-	return n.cur
-}
-
 func (n *govNode) proposalsAsked() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -156,142 +107,14 @@ func (n *govNode) proposalsAsked() int {
 }
 
 // serveRPC starts the CometBFT RPC side.
-func (n *govNode) serveRPC() {
-	srv := httptest.NewServer(http.HandlerFunc(n.rpc))
-	n.t.Cleanup(srv.Close)
+func (n *govNode) serveRPC(t *testing.T) {
+	srv := httptest.NewServer(n.Node)
+	t.Cleanup(srv.Close)
 	n.addr = srv.URL
 }
 
-func (n *govNode) rpc(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-		Params struct {
-			Path string `json:"path"`
-			Data string `json:"data"`
-		} `json:"params"`
-	}
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if r.Method != http.MethodPost || json.Unmarshal(body, &req) != nil {
-		http.Error(w, "want a JSON-RPC POST", http.StatusBadRequest)
-		return
-	}
-	var result json.RawMessage
-	switch {
-	case req.Method == "status":
-		n.newPoll()
-		result = n.statusEnv
-	case req.Method == "abci_query" && req.Params.Path == paramsPath:
-		st := n.state()
-		result = withValue(n.t, n.paramsEnv, st.params, st.height)
-	case req.Method == "abci_query" && req.Params.Path == proposalsPath:
-		if data, _ := hex.DecodeString(req.Params.Data); !bytes.Equal(data, []byte{0x08, 0x02}) {
-			n.t.Errorf("proposals asked with %x, want 0802 (voting period, first page)", data)
-		}
-		st := n.readProposals()
-		result = withValue(n.t, n.proposalsEnv, st.proposals, st.height)
-	default:
-		http.Error(w, "unexpected "+req.Method+" "+req.Params.Path, http.StatusNotFound)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, req.ID, result)
-}
-
-// withValue is a recorded abci_query result with this value and height.
-func withValue(t *testing.T, env json.RawMessage, value []byte, height int64) json.RawMessage {
-	var res struct {
-		Response map[string]any `json:"response"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(env))
-	dec.UseNumber()
-	if err := dec.Decode(&res); err != nil {
-		t.Error(err)
-	}
-	res.Response["value"] = base64.StdEncoding.EncodeToString(value)
-	res.Response["height"] = strconv.FormatInt(height, 10)
-	b, _ := json.Marshal(res)
-	return b
-}
-
-// rawMessage is a gRPC message sent or received as bytes.
-type rawMessage []byte
-
-func (m *rawMessage) Reset()                   { *m = nil }
-func (m *rawMessage) String() string           { return "raw" }
-func (*rawMessage) ProtoMessage()              {}
-func (m *rawMessage) Marshal() ([]byte, error) { return *m, nil }
-func (m *rawMessage) Size() int                { return len(*m) }
-func (m *rawMessage) Unmarshal(b []byte) error { *m = append(rawMessage(nil), b...); return nil }
-
-// grpcNode is the node's gRPC side: the protocol and gov query services,
-// and the SDK's node service, with a Cosmos SDK node's server codec.
-type grpcNode struct {
-	cmtservice.UnimplementedServiceServer
-	n *govNode
-}
-
-func (n *govNode) serveGRPC() {
-	g := &grpcNode{n: n}
-	s := grpc.NewServer(grpc.ForceServerCodec(codec.NewProtoCodec(codectypes.NewInterfaceRegistry()).GRPCCodec()))
-	unary := func(service, method string, h func(ctx context.Context, req []byte) (any, error)) {
-		s.RegisterService(&grpc.ServiceDesc{
-			ServiceName: service,
-			HandlerType: (*any)(nil),
-			Methods: []grpc.MethodDesc{{
-				MethodName: method,
-				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var req rawMessage
-					if err := dec(&req); err != nil {
-						return nil, err
-					}
-					return h(ctx, req)
-				},
-			}},
-		}, g)
-	}
-	unary("lavanet.lava.protocol.Query", "Params", func(ctx context.Context, _ []byte) (any, error) {
-		st := n.state()
-		grpc.SetHeader(ctx, metadata.Pairs(grpctypes.GRPCBlockHeightHeader, strconv.FormatInt(st.height, 10)))
-		v := rawMessage(st.params)
-		return &v, nil
-	})
-	unary("cosmos.gov.v1.Query", "Proposals", func(ctx context.Context, req []byte) (any, error) {
-		if !bytes.Equal(req, []byte{0x08, 0x02}) {
-			return nil, status.Errorf(codes.InvalidArgument, "proposals asked with %x, want 0802", req)
-		}
-		st := n.readProposals()
-		grpc.SetHeader(ctx, metadata.Pairs(grpctypes.GRPCBlockHeightHeader, strconv.FormatInt(st.height, 10)))
-		v := rawMessage(st.proposals)
-		return &v, nil
-	})
-	cmtservice.RegisterServiceServer(s, g)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.addr = l.Addr().String()
-	go s.Serve(l)
-	n.t.Cleanup(s.Stop)
-}
-
-// GetSyncing starts a poll over gRPC.
-func (g *grpcNode) GetSyncing(context.Context, *cmtservice.GetSyncingRequest) (*cmtservice.GetSyncingResponse, error) {
-	g.n.newPoll()
-	return &cmtservice.GetSyncingResponse{Syncing: false}, nil
-}
-
-// GetNodeInfo answers the recorded node's network and version.
-func (g *grpcNode) GetNodeInfo(context.Context, *cmtservice.GetNodeInfoRequest) (*cmtservice.GetNodeInfoResponse, error) {
-	var st struct {
-		NodeInfo struct {
-			Network string `json:"network"`
-			Version string `json:"version"`
-		} `json:"node_info"`
-	}
-	json.Unmarshal(g.n.statusEnv, &st)
-	return &cmtservice.GetNodeInfoResponse{DefaultNodeInfo: &p2p.DefaultNodeInfo{Network: st.NodeInfo.Network, Version: st.NodeInfo.Version}}, nil
-}
+// serveGRPC starts the gRPC side.
+func (n *govNode) serveGRPC() { n.addr = n.ServeGRPC() }
 
 // voteCase is one recorded proposal: the node's answers before and after
 // its vote, and the release it would need.
@@ -307,9 +130,9 @@ type voteCase struct {
 // recorded params, and builds the params as they would be had it passed.
 func recordedVote(t *testing.T, form string) voteCase {
 	t.Helper()
-	_, params := recordedResult(t, recordedParams)
-	_, voting := recordedResult(t, "chain/testdata/gov/abci_query_gov_v1_proposals_voting_"+form+".json")
-	_, empty := recordedResult(t, "chain/testdata/gov/abci_query_gov_v1_proposals_voting_empty_after_"+form+".json")
+	params := chaintest.RecordedValue(t, chainRecordings+"/abci_query_protocol_params.json")
+	voting := chaintest.RecordedValue(t, chainRecordings+"/gov/abci_query_gov_v1_proposals_voting_"+form+".json")
+	empty := chaintest.RecordedValue(t, chainRecordings+"/gov/abci_query_gov_v1_proposals_voting_empty_after_"+form+".json")
 	var pr chain.QueryParamsResponse
 	if err := pr.Unmarshal(params); err != nil {
 		t.Fatal(err)
@@ -383,12 +206,12 @@ func prefetchFromNode(t *testing.T, transport string, vc voteCase) {
 	}
 	switch transport {
 	case "rpc":
-		node.serveRPC()
+		node.serveRPC(t)
 		h.config(strings.Replace(string(cfg), fileNode, "node: "+node.addr+"\n", 1))
 	case "grpc":
 		node.serveGRPC()
 		// The RPC node is never asked: gRPC replaces it.
-		h.config(strings.Replace(string(cfg), fileNode, "node: tcp://"+closedPort(t)+"\ngrpc-addr: "+node.addr+"\ngrpc-insecure: true\n", 1))
+		h.config(strings.Replace(string(cfg), fileNode, "node: tcp://"+chaintest.ClosedAddr(t)+"\ngrpc-addr: "+node.addr+"\ngrpc-insecure: true\n", 1))
 	}
 
 	p := h.start("start")
@@ -443,18 +266,6 @@ func prefetchFromNode(t *testing.T, transport string, vc voteCase) {
 	}
 }
 
-// closedPort is a 127.0.0.1 address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // The vote's end block lands between the versions read and the proposals
 // read of one poll (a real node moves on between two queries; fast polling
 // around the voting end makes it likely): the proposal, gone from the
@@ -470,7 +281,7 @@ func TestPrefetchVoteEndsBetweenTheTwoReads(t *testing.T) {
 	}
 	rs.set(func(rs *releaseServer) { rs.override[vc.release] = asset })
 	node := newGovNode(t, vc.before)
-	node.serveRPC()
+	node.serveRPC(t)
 	h := upgradeHome(t, rs, "")
 	cfg, _ := os.ReadFile(filepath.Join(h.root(), "config.yml"))
 	h.config(strings.Replace(string(cfg), fmt.Sprintf("node: file://%s/versions.yml\n", h.dir), "node: "+node.addr+"\n", 1))

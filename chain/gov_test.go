@@ -288,7 +288,7 @@ func TestGRPCProposals(t *testing.T) {
 		{"gov/abci_query_gov_v1_proposals_voting_msgset.json", 12, FormSetVersion},
 		{"gov/abci_query_gov_v1_proposals_voting_empty_after_msgset.json", 0, ""},
 	} {
-		f.set(func(f *fakeGRPC) { f.proposals = recordedValue(t, tc.file) })
+		f.setProposals(recordedValue(t, tc.file))
 		ps, err := src.(ProposalSource).Proposals(context.Background())
 		if err != nil {
 			t.Fatalf("%s: %v", tc.file, err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lavavisor/lavavisor/chain/chaintest"
 )
 
 func TestGRPCQuery(t *testing.T) {
@@ -27,9 +29,9 @@ func TestGRPCQuery(t *testing.T) {
 			if snap.Height != 39 || snap.ChainID != "lava" || snap.Source != "grpc://"+f.addr {
 				t.Fatalf("snapshot %+v", snap)
 			}
-			f.set(func(f *fakeGRPC) {
-				f.value = recordedValue(t, "abci_query_protocol_params_final.json")
-				f.height = 1036
+			f.Set(func(s *chaintest.State) {
+				s.Params = recordedValue(t, "abci_query_protocol_params_final.json")
+				s.Height = 1036
 			})
 			snap, err = src.Query(ctx)
 			if err != nil {
@@ -53,7 +55,8 @@ func TestGRPCQuery(t *testing.T) {
 // Without the height header (a proxy may strip it) the node service gives the height.
 func TestGRPCHeightFromLatestBlock(t *testing.T) {
 	f, _ := newFakeGRPC(t, false)
-	f.set(func(f *fakeGRPC) { f.noHeader, f.height = true, 1234 })
+	f.setNoHeader(true)
+	f.setHeight(1234)
 	src := newTestSource(t, Options{GRPCAddr: f.addr, GRPCInsecure: true})
 	snap, err := src.Query(context.Background())
 	if err != nil || snap.Height != 1234 {
@@ -63,7 +66,7 @@ func TestGRPCHeightFromLatestBlock(t *testing.T) {
 
 func TestGRPCSyncing(t *testing.T) {
 	f, _ := newFakeGRPC(t, false)
-	f.set(func(f *fakeGRPC) { f.syncing = true })
+	f.Set(func(s *chaintest.State) { s.CatchingUp = true })
 	src := newTestSource(t, Options{GRPCAddr: f.addr, GRPCInsecure: true})
 	snap, err := src.Query(context.Background())
 	if err != nil || !snap.CatchingUp || snap.ChainID != "lava" {
@@ -100,16 +103,16 @@ func TestGRPCFaults(t *testing.T) {
 		}
 	}
 	t.Run("down", func(t *testing.T) {
-		wantErr(t, query(t, Options{GRPCAddr: closedAddr(t), GRPCInsecure: true}), "connection refused")
+		wantErr(t, query(t, Options{GRPCAddr: chaintest.ClosedAddr(t), GRPCInsecure: true}), "connection refused")
 	})
 	t.Run("hang", func(t *testing.T) {
 		f, _ := newFakeGRPC(t, false)
-		f.set(func(f *fakeGRPC) { f.mode = modeHang })
+		f.setMode(modeHang)
 		wantErr(t, query(t, Options{GRPCAddr: f.addr, GRPCInsecure: true, RequestTimeout: 300 * time.Millisecond}), "DeadlineExceeded")
 	})
 	t.Run("huge", func(t *testing.T) {
 		f, _ := newFakeGRPC(t, false)
-		f.set(func(f *fakeGRPC) { f.mode = modeHuge })
+		f.Set(func(s *chaintest.State) { s.Params = make([]byte, 1<<20) }) // 1 MiB
 		wantErr(t, query(t, Options{GRPCAddr: f.addr, GRPCInsecure: true}), "ResourceExhausted")
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
@@ -127,7 +130,7 @@ func TestGRPCFaults(t *testing.T) {
 	})
 	t.Run("garbage params", func(t *testing.T) {
 		f, _ := newFakeGRPC(t, false)
-		f.set(func(f *fakeGRPC) { f.value = []byte("\x0a\x05hello") })
+		f.Set(func(s *chaintest.State) { s.Params = []byte("\x0a\x05hello") })
 		wantErr(t, query(t, Options{GRPCAddr: f.addr, GRPCInsecure: true}), "decode QueryParamsResponse")
 	})
 	t.Run("hostile version", func(t *testing.T) {
@@ -135,7 +138,7 @@ func TestGRPCFaults(t *testing.T) {
 		b, _ := (&QueryParamsResponse{Params: Params{Version: ProtocolVersion{
 			ProviderTarget: "9.9.9; rm -rf /", ProviderMin: "5.5.1", ConsumerTarget: "6.2.5", ConsumerMin: "5.5.1",
 		}}}).Marshal()
-		f.set(func(f *fakeGRPC) { f.value = b })
+		f.Set(func(s *chaintest.State) { s.Params = b })
 		wantErr(t, query(t, Options{GRPCAddr: f.addr, GRPCInsecure: true}), `provider_target: invalid version "9.9.9; rm -rf /"`)
 	})
 }

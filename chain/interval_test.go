@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lavavisor/lavavisor/chain/chaintest"
 )
 
 func lavaSpec(ms int64) []byte {
@@ -27,18 +29,18 @@ func TestPollIntervalRPC(t *testing.T) {
 	if d != time.Second || from != "spec LAV1 average_block_time" {
 		t.Fatalf("LAV1: %s from %q", d, from)
 	}
-	node.set(func(n *fakeNode) { n.specs = map[string][]byte{"LAVA": lavaSpec(15000)} })
+	node.Set(func(s *chaintest.State) { s.Specs = map[string][]byte{"LAVA": lavaSpec(15000)} })
 	d, from = PollInterval(ctx, src, 0)
 	if d != 15*time.Second || from != "spec LAVA average_block_time" {
 		t.Fatalf("LAVA: %s from %q", d, from)
 	}
-	node.set(func(n *fakeNode) { n.specs = map[string][]byte{} })
+	node.Set(func(s *chaintest.State) { s.Specs = map[string][]byte{} })
 	d, from = PollInterval(ctx, src, 0)
 	if d != DefaultPollInterval || from != "default (spec LAV1: not found; spec LAVA: not found)" {
 		t.Fatalf("no spec: %s from %q", d, from)
 	}
 	// A block time no chain has is not believed.
-	node.set(func(n *fakeNode) { n.specs = map[string][]byte{"LAV1": lavaSpec(1), "LAVA": lavaSpec(7000)} })
+	node.Set(func(s *chaintest.State) { s.Specs = map[string][]byte{"LAV1": lavaSpec(1), "LAVA": lavaSpec(7000)} })
 	d, from = PollInterval(ctx, src, 0)
 	if d != 7*time.Second || from != "spec LAVA average_block_time" {
 		t.Fatalf("LAV1 at 1 ms: %s from %q", d, from)
@@ -58,11 +60,11 @@ func TestPollIntervalGRPC(t *testing.T) {
 	if d != time.Second || from != "spec LAV1 average_block_time" {
 		t.Fatalf("LAV1: %s from %q", d, from)
 	}
-	f.set(func(f *fakeGRPC) { f.specs = map[string][]byte{"LAVA": lavaSpec(15000)} })
+	f.Set(func(s *chaintest.State) { s.Specs = map[string][]byte{"LAVA": lavaSpec(15000)} })
 	if d, from = PollInterval(ctx, src, 0); d != 15*time.Second || from != "spec LAVA average_block_time" {
 		t.Fatalf("LAVA: %s from %q", d, from)
 	}
-	f.set(func(f *fakeGRPC) { f.specs = nil })
+	f.Set(func(s *chaintest.State) { s.Specs = nil })
 	if d, from = PollInterval(ctx, src, 0); d != DefaultPollInterval || from != "default (spec LAV1: not found; spec LAVA: not found)" {
 		t.Fatalf("no spec: %s from %q", d, from)
 	}

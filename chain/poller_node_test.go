@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/lavavisor/lavavisor/chain/chaintest"
 )
 
 // waitHits waits until the node has answered n more requests.
@@ -43,17 +45,17 @@ func TestPollerWithFakeNode(t *testing.T) {
 		t.Fatalf("first: %+v", s)
 	}
 	// Governance: 6.2.6, recorded at height 99.
-	node.set(func(n *fakeNode) {
-		n.value = recordedValue(t, "abci_query_protocol_params_after_6.2.6.json")
-		n.height = 99
+	node.Set(func(s *chaintest.State) {
+		s.Params = recordedValue(t, "abci_query_protocol_params_after_6.2.6.json")
+		s.Height = 99
 	})
 	if s = receive(t, ch); s.Height != 99 || s.Versions.ConsumerTarget.String() != "6.2.6" {
 		t.Fatalf("change: %+v", s)
 	}
 	// A lower height with other versions, a hostile version, a syncing node,
 	// each for several polls: nothing is published.
-	node.set(func(n *fakeNode) {
-		n.value, n.height = recordedValue(t, "abci_query_protocol_params_at_height_90.json"), 90
+	node.Set(func(s *chaintest.State) {
+		s.Params, s.Height = recordedValue(t, "abci_query_protocol_params_at_height_90.json"), 90
 	})
 	waitHits(t, node, 6)
 	// A query reads /status, then abci_query: each change is one set, and a
@@ -63,9 +65,9 @@ func TestPollerWithFakeNode(t *testing.T) {
 	// busy machine, a query straddling two changes mixes their states and
 	// publishes versions no state of the node had.
 	hostile := node.versions("6.2.7", "5.5.1", "9.9.9; rm -rf /", "5.5.1")
-	node.set(func(n *fakeNode) { n.height, n.value = 120, hostile })
+	node.Set(func(s *chaintest.State) { s.Height, s.Params = 120, hostile })
 	waitHits(t, node, 6)
-	node.set(func(n *fakeNode) { n.catchingUp = true })
+	node.Set(func(s *chaintest.State) { s.CatchingUp = true })
 	waitHits(t, node, 2)
 	node.setVersions("6.2.7", "5.5.1", "6.2.7", "5.5.1")
 	waitHits(t, node, 6)
@@ -74,7 +76,8 @@ func TestPollerWithFakeNode(t *testing.T) {
 		waitHits(t, node, 3)
 	}
 	nothing(t, ch)
-	node.set(func(n *fakeNode) { n.catchingUp, n.mode = false, "" })
+	node.setMode("")
+	node.Set(func(s *chaintest.State) { s.CatchingUp = false })
 	if s = receive(t, ch); s.Height != 120 || s.Versions.ProviderTarget.String() != "6.2.7" {
 		t.Fatalf("after the faults: %+v", s)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/lavavisor/lavavisor/chain/chaintest"
 )
 
 func newTestSource(t *testing.T, o Options) Source {
@@ -67,7 +69,7 @@ func TestRPCQueryRecorded(t *testing.T) {
 func TestRPCQuerySeesChanges(t *testing.T) {
 	node := newFakeNode(t)
 	src := newTestSource(t, Options{Nodes: node.TCP()})
-	node.set(func(n *fakeNode) { n.value = recordedValue(t, "abci_query_protocol_params_at_height_884.json") })
+	node.Set(func(s *chaintest.State) { s.Params = recordedValue(t, "abci_query_protocol_params_at_height_884.json") })
 	node.setHeight(884)
 	snap, err := src.Query(context.Background())
 	if err != nil {
@@ -97,7 +99,7 @@ func TestRPCChainID(t *testing.T) {
 	if e := hook.LastEntry(); e == nil || e.Data["chain_id"] != "lava" {
 		t.Fatalf("the node's chain id was not logged: %+v", hook.AllEntries())
 	}
-	down := newTestSource(t, Options{Nodes: "tcp://" + closedAddr(t)})
+	down := newTestSource(t, Options{Nodes: "tcp://" + chaintest.ClosedAddr(t)})
 	if err := CheckChainID(ctx, down, "lava", nil); err == nil || errors.Is(err, ErrChainIDMismatch) || !strings.Contains(err.Error(), "read chain id") {
 		t.Fatalf("node down: %v", err)
 	}
@@ -106,7 +108,7 @@ func TestRPCChainID(t *testing.T) {
 // A node without the protocol module answers the recorded unknown-path shape.
 func TestRPCUnknownPath(t *testing.T) {
 	node := newFakeNode(t)
-	node.setMode(modeNoProtocol)
+	node.Set(func(s *chaintest.State) { s.Params = nil })
 	src := newTestSource(t, Options{Nodes: node.TCP()})
 	_, err := src.Query(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "unknown query path: unknown request") {
@@ -151,7 +153,7 @@ func TestRPCFaults(t *testing.T) {
 		})
 	}
 	t.Run("down", func(t *testing.T) {
-		addr := "tcp://" + closedAddr(t)
+		addr := "tcp://" + chaintest.ClosedAddr(t)
 		src := newTestSource(t, Options{Nodes: addr})
 		_, err := src.Query(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), addr) {
@@ -171,7 +173,7 @@ func TestRPCFaults(t *testing.T) {
 
 func TestRPCCatchingUp(t *testing.T) {
 	node := newFakeNode(t)
-	node.set(func(n *fakeNode) { n.catchingUp = true })
+	node.Set(func(s *chaintest.State) { s.CatchingUp = true })
 	src := newTestSource(t, Options{Nodes: node.TCP()})
 	snap, err := src.Query(context.Background())
 	if err != nil || !snap.CatchingUp {
@@ -226,7 +228,7 @@ func TestRPCFailover(t *testing.T) {
 		t.Fatalf("last log %q", e.Message)
 	}
 	// A syncing first node is passed over too.
-	a.set(func(n *fakeNode) { n.catchingUp = true })
+	a.Set(func(s *chaintest.State) { s.CatchingUp = true })
 	if s := query(); s.Source != b.TCP() {
 		t.Fatalf("catching-up node used: %s", s.Source)
 	}
@@ -247,7 +249,7 @@ func TestRPCCancelMidRequest(t *testing.T) {
 	node := newFakeNode(t)
 	node.setMode(modeHangABCI)
 	reqs := make(chan string, 10)
-	node.set(func(n *fakeNode) { n.requests = reqs })
+	node.listen(reqs)
 	src := newTestSource(t, Options{Nodes: node.TCP(), RequestTimeout: time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -256,7 +258,7 @@ func TestRPCCancelMidRequest(t *testing.T) {
 		done <- err
 	}()
 	for m := range reqs {
-		if m == "abci_query" {
+		if m == paramsMethod {
 			break
 		}
 	}
