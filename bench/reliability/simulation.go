@@ -101,6 +101,13 @@ type simRecord struct {
 	Converge   float64        `json:"converge_s"`
 	Wall       float64        `json:"wall_s"`
 	Disk       string         `json:"disk"`
+	Checks     map[string]int `json:"checks"`
+}
+
+// simCheckText names the checks only some sequences reach (simRecord.Checks).
+var simCheckText = map[string]string{
+	"logs":          "start lines of fake lavaps looked for (and found) in their `logs-dir` files at a graceful stop",
+	"rollback-full": "rollbacks of the crashing release on probation while the disk was full, checked to put the service back before the disk was freed",
 }
 
 type simRun struct {
@@ -224,6 +231,7 @@ func renderSimulation(s *simRun) string {
 	failed := 0
 	kinds := map[string]int{}
 	seqsWith := map[string]int{}
+	checks, checkSeqs := map[string]int{}, map[string]int{}
 	byInv := map[string][]uint64{}
 	example := map[string]string{}
 	var overlaps []int
@@ -236,6 +244,12 @@ func renderSimulation(s *simRun) string {
 			kinds[k] += v
 			if v > 0 {
 				seqsWith[k]++
+			}
+		}
+		for k, v := range r.Checks {
+			checks[k] += v
+			if v > 0 {
+				checkSeqs[k]++
 			}
 		}
 		overlaps = append(overlaps, r.Overlaps)
@@ -287,6 +301,11 @@ func renderSimulation(s *simRun) string {
 		}
 	}
 	p("\nThe rarest fault, `%s`, came %d times in %d sequences.\n\n", minKind, minFault, len(s.Records))
+	p("Checks that only some compositions reach:\n\n| check | made | in sequences |\n|---|---|---|\n")
+	for _, k := range []string{"logs", "rollback-full"} {
+		p("| %s | %d | %d |\n", simCheckText[k], checks[k], checkSeqs[k])
+	}
+	p("\n")
 
 	p("### Violations by invariant\n\n")
 	if len(byInv) == 0 {
