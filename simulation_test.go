@@ -479,6 +479,14 @@ func genSequence(seed uint64) simSequence {
 					st.Arg = "during a download"
 					break
 				}
+				if kind == "term-restart" && at > 500*time.Millisecond && rng.IntN(3) == 0 {
+					// Stopped during a slow download: not a failed upgrade
+					// (issue 10, point 7), and nothing left behind.
+					up := chain(at-ms(300, 450), "chain-up", true)
+					steps = append(steps, simStep{At: up.At - 50*time.Millisecond, Kind: "server-slow", Arg: "slow 1500ms"}, up)
+					st.Arg = "during a download"
+					break
+				}
 				// Half the time the fresh instance is stopped again soon:
 				// a stop signal during its start-time read and download.
 				if rng.IntN(2) == 0 {
