@@ -1101,6 +1101,11 @@ func (r *simRun) sample() (stop func()) {
 			if p == nil || exited(p) {
 				continue
 			}
+			// What was held before the snapshot: one held while it is taken
+			// may still show its process (seed 372).
+			r.opMu.Lock()
+			held := maps.Clone(r.op.held)
+			r.opMu.Unlock()
 			by := map[string][]child{}
 			for _, c := range simChildrenOf(p.cmd.Process.Pid) {
 				if c.service != "" {
@@ -1113,9 +1118,6 @@ func (r *simRun) sample() (stop func()) {
 				}
 			}
 			r.checkRolledBack(by)
-			r.opMu.Lock()
-			held := maps.Clone(r.op.held)
-			r.opMu.Unlock()
 			for name := range held {
 				if cs := by[name]; len(cs) > 0 {
 					r.violate("held: %s, held by an accepted `service stop`, runs: %v", name, cs)
