@@ -379,12 +379,22 @@ func (w *fileWriter) writeOnce(b []byte) {
 	f := w.f
 	err := w.reopenIfMoved()
 	if err == nil {
+		was := w.ino
 		f.writing.begin()
 		_, err = f.lj.Write(b)
 		f.writing.end()
 		w.open = true
 		if fi, serr := os.Lstat(f.path); serr == nil {
 			w.ino = inode(fi)
+		}
+		if was != 0 && w.ino != was {
+			// The library rotated: it names the rotated file after the
+			// time in milliseconds, and a second rotation within the same
+			// millisecond (a queue written at memory speed) would rename
+			// over the first, losing it. The next one is a millisecond
+			// later at least.
+			now := time.Now()
+			time.Sleep(now.Truncate(time.Millisecond).Add(time.Millisecond).Sub(now))
 		}
 	}
 	f.mu.Lock()
