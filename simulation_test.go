@@ -1663,11 +1663,13 @@ func (r *simRun) clear() {
 	if proposal != "" {
 		r.note("proposal for %s ends", proposal)
 	}
+	// Cleared from the moment the last change is written: a LavaVisor may
+	// act on it (start a release) before this function returns (seed 127).
+	r.cleared = time.Now()
 	r.writeVersions(versionsBody(r.q.FinalMin, r.q.FinalTarget))
 	r.min, r.target = r.q.FinalMin, r.q.FinalTarget
 	r.note("faults cleared (link folder %s); chain at %s..%s; pin %q; services %v",
 		map[bool]string{true: "still missing", false: "back"}[r.q.LinkPersist], r.min, r.target, r.cfg.Pin, r.names())
-	r.cleared = time.Now()
 }
 
 func (r *simRun) names() []string {
