@@ -166,8 +166,12 @@ type Service struct {
 	grace   time.Duration   // pipe grace after the child's exit
 
 	restartc chan restartRequest
-	first    chan Exit     // the first process's early exit, with Spec.Probation
-	started  chan struct{} // closed once the first start was tried
+	// startMu is held from the fork of a process until it is the service's
+	// proc: a signal forwarded meanwhile waits for it instead of finding no
+	// process (the child may already run, and be seen running).
+	startMu sync.Mutex
+	first   chan Exit     // the first process's early exit, with Spec.Probation
+	started chan struct{} // closed once the first start was tried
 	// release resolves the lavap binary of an upgradable service's start.
 	release func() (path, tag string, err error)
 
@@ -253,8 +257,11 @@ func (s *Service) Name() string { return s.snapshot().Name }
 // LastLines returns the last n lines the service logged (for error reports).
 func (s *Service) LastLines(n int) []string { return s.out.LastLines(n) }
 
-// Signal sends sig to the running process's group, if any.
+// Signal sends sig to the running process's group, if any, waiting for a
+// process being started.
 func (s *Service) Signal(sig syscall.Signal) error {
+	s.startMu.Lock() // a process being started gets it too
+	defer s.startMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
@@ -626,6 +633,8 @@ func (s *Service) start() (*proc, error) {
 		cmd.Stdin = inR
 		defer inR.Close()
 	}
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
 	exit, err := s.reaper.Start(context.Background(), cmd)
 	outW.Close()
 	errW.Close()
