@@ -88,11 +88,26 @@ func (h *testHome) place(version string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	// Placed whole, as an operator should (README): written under another
+	// name in its folder (the same filesystem, a tmpfs or not), then renamed. A running LavaVisor that looked at a
+	// half-written binary would adopt it as it was, and the whole one would
+	// then fail its manifest (TestRestartDuringProbationEndsIt, under load).
 	dir := filepath.Join(h.root(), "upgrades", "v"+version)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "lavap"), b, 0o755); err != nil {
+	tmp, err := os.CreateTemp(dir, ".place-*")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	tmp.Close()
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, "lavap")); err != nil {
 		h.t.Fatal(err)
 	}
 }
