@@ -451,23 +451,23 @@ func TestProbationGoneByOtherRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	if closed(st) {
-		t.Fatal("Replaced closed for a process nobody replaced")
+		t.Fatal("Gone closed for a process nobody replaced")
 	}
 	next, err := h.sup.Restart(ctx, "a", false) // `lavavisor service restart a`
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !closed(st) {
-		t.Error("a restart of the process on probation did not close its Replaced")
+		t.Error("a restart of the process on probation did not close its Gone")
 	}
 	if closed(next) {
-		t.Error("the new process's Replaced closed")
+		t.Error("the new process's Gone closed")
 	}
 	if err := h.sup.Hold(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
 	if !closed(next) {
-		t.Error("holding the process did not close its Replaced")
+		t.Error("holding the process did not close its Gone")
 	}
 
 	st, err = h.sup.Restart(ctx, "b", true)
@@ -482,7 +482,7 @@ func TestProbationGoneByOtherRequests(t *testing.T) {
 	select { // closed by the old process's run loop as it stops
 	case <-st.Gone:
 	case <-time.After(30 * time.Second):
-		t.Error("a reload replacing the service did not close Replaced")
+		t.Error("a reload replacing the service did not close Gone")
 	}
 }
 
