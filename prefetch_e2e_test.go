@@ -146,10 +146,20 @@ func TestPrefetchFailureWarnsAndChangesNothing(t *testing.T) {
 			t.Errorf("a failed pre-fetch left v%s", v)
 		}
 	}
-	h.noReleaseTemp(t)
+	// The retries of 6.2.7 keep downloading while the checksum is bad, so a
+	// temporary file may be there at any instant; one left by each failed
+	// attempt would pile up, and this would never hold.
+	p.waitFor("no temporary file in the releases folder between retries", func() bool {
+		return len(tempFilesUnder(filepath.Join(h.root(), "upgrades"))) == 0
+	})
 	// Retried with the §6.7 delay: once the server is fixed, it is fetched.
 	rs.set(func(rs *releaseServer) { rs.badSum["6.2.7"] = false })
 	p.waitFor("6.2.7 pre-fetched after the fix", func() bool { return h.releaseThere("6.2.7") })
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	h.noTemp(t)
 }
 
 // A rejected proposal: the fast polling around its voting end stops, status

@@ -205,7 +205,8 @@ func (h *testHome) noTemp(t *testing.T) {
 	noTempUnder(t, h.root())
 }
 
-// noReleaseTemp checks the releases folder only; safe while lavavisor runs.
+// noReleaseTemp checks the releases folder only; safe while lavavisor runs
+// and no download is in flight (a download writes a temporary file).
 func (h *testHome) noReleaseTemp(t *testing.T) {
 	t.Helper()
 	noTempUnder(t, filepath.Join(h.root(), "upgrades"))
@@ -213,12 +214,21 @@ func (h *testHome) noReleaseTemp(t *testing.T) {
 
 func noTempUnder(t *testing.T, root string) {
 	t.Helper()
+	for _, p := range tempFilesUnder(root) {
+		t.Errorf("temporary file left: %s", p)
+	}
+}
+
+// tempFilesUnder lists the leftovers of atomic writes under root.
+func tempFilesUnder(root string) []string {
+	var found []string
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && strings.HasPrefix(fi.Name(), ".tmp") {
-			t.Errorf("temporary file left: %s", p)
+			found = append(found, p)
 		}
 		return nil
 	})
+	return found
 }
 
 func TestUpgradeTargetRaisedRollsEveryService(t *testing.T) {
