@@ -301,3 +301,39 @@ func TestPrefetchMetric(t *testing.T) {
 		return !gone && kept
 	})
 }
+
+// Pruning after an upgrade never removes a release a proposal in voting
+// would need (SPEC §8), even one that keep-releases alone would remove.
+func TestPruneKeepsTheReleaseOfAProposalInVoting(t *testing.T) {
+	rs := newReleaseServer(t)
+	h := upgradeHome(t, rs, "keep-releases: 1\n")
+	// 6.2.9 is the newest (kept by keep-releases: 1), 6.2.8 neither newest
+	// nor needed: pruned.
+	for _, v := range []string{"6.2.6", "6.2.8", "6.2.9"} {
+		h.place(v)
+	}
+	p := h.start("start")
+	p.waitFor("both on 6.2.5", func() bool { return h.count("p1", "start") == 1 && h.count("p2", "start") == 1 })
+	inVoting := proposal(21, "6.2.5", "6.2.7", time.Now().Add(time.Hour))
+	h.versionsWithProposals("6.2.5", "6.2.5", inVoting)
+	p.waitFor("6.2.7 pre-fetched", func() bool { return h.releaseThere("6.2.7") })
+	// The target rises to 6.2.6 while the proposal for 6.2.7 is still in voting.
+	h.versionsWithProposals("6.2.5", "6.2.6", inVoting)
+	p.waitLog("upgrade done")
+	p.waitLog("pruned old release")
+	p.waitFor("6.2.8 pruned", func() bool {
+		_, err := os.Stat(filepath.Join(h.root(), "upgrades", "v6.2.8"))
+		return os.IsNotExist(err)
+	})
+	for _, v := range []string{"6.2.5", "6.2.6", "6.2.7", "6.2.9"} {
+		if _, err := os.Stat(filepath.Join(h.root(), "upgrades", "v"+v, "lavap")); err != nil {
+			t.Errorf("v%s pruned: %v", v, err)
+		}
+	}
+	if n := rs.downloads("6.2.7"); n != 1 {
+		t.Errorf("6.2.7 downloaded %d times", n)
+	}
+	if h.lastStartVersion("p1") != "6.2.6" || h.lastStartVersion("p2") != "6.2.6" {
+		t.Errorf("services on %s, %s, want 6.2.6", h.lastStartVersion("p1"), h.lastStartVersion("p2"))
+	}
+}
