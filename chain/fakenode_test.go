@@ -194,4 +194,7 @@ func readABCI(t testing.TB, name string) recordedABCI {
 	return r
 }
 
-func recordedValue(t testing.TB, name string) []byte { return readABCI(t, name).Result.Response.Value }
+// recordedValue is the value of the recorded abci_query answer name in testdata.
+func recordedValue(t testing.TB, name string) []byte {
+	return chaintest.RecordedValue(t, filepath.Join("testdata", name))
+}
