@@ -267,15 +267,7 @@ func TestWaitHealthyProcessGone(t *testing.T) {
 		c, o := bounded("service", "restart", "--wait-healthy", "p1")
 		first <- answer{c, o}
 	}()
-	p.waitFor("p1 restarted by the first command", func() bool {
-		n := 0
-		for _, l := range strings.Split(p.out.String(), "\n") {
-			if strings.Contains(l, "service started") && strings.Contains(l, "service=p1") {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	p.waitFor("p1 restarted by the first command", func() bool { return h.count("p1", "start") >= 2 })
 	if code, out := h.ctl("service", "restart", "p1"); code != 0 {
 		t.Fatalf("second restart: exit %d\n%s", code, out)
 	}

@@ -89,9 +89,10 @@ func (h *testHome) place(version string) {
 		h.t.Fatal(err)
 	}
 	// Placed whole, as an operator should (README): written under another
-	// name in its folder (the same filesystem, a tmpfs or not), then renamed. A running LavaVisor that looked at a
-	// half-written binary would adopt it as it was, and the whole one would
-	// then fail its manifest (TestRestartDuringProbationEndsIt, under load).
+	// name in its folder (the same filesystem, a tmpfs or not), then
+	// renamed. A running LavaVisor that looked at a half-written binary
+	// would adopt it as it was, and the whole one would then fail its
+	// manifest (TestRestartDuringProbationEndsIt, under load).
 	dir := filepath.Join(h.root(), "upgrades", "v"+version)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		h.t.Fatal(err)
